@@ -1,0 +1,198 @@
+//! Typed, layered configuration: one TOML file, then `FLOWGATE__SECTION__KEY` environment
+//! variables, then secrets from the environment. Checked once, at startup, with every problem named.
+
+mod route_settings;
+mod secrets;
+mod settings;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::Url;
+
+pub use route_settings::{FieldSettings, RouteSettings};
+pub use secrets::{PrefectAuth, SecretError, PREFECT_API_KEY_ENV, PREFECT_AUTH_STRING_ENV};
+pub use settings::{LogFormat, PrefectSettings, ServerSettings, Settings, TelemetrySettings};
+
+use crate::route_table::{compile_routes, ConfigIssue, RouteTable};
+
+/// The file read when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+/// Prefix of environment variables that override config keys (`FLOWGATE__SERVER__PORT=9000`).
+pub const ENV_PREFIX: &str = "FLOWGATE";
+
+/// A loaded, checked configuration: what the application runs on.
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    pub settings: Settings,
+    pub routes: Arc<RouteTable>,
+    pub prefect_url: Url,
+    pub prefect_auth: PrefectAuth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("{}", Issues(.0))]
+    Invalid(Vec<ConfigIssue>),
+    #[error("invalid secret: {0}")]
+    Secret(#[from] SecretError),
+}
+
+impl ConfigError {
+    /// Every problem, one per line, each starting with its config path where known.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Invalid(issues) => issues.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+struct Issues<'a>(&'a [ConfigIssue]);
+
+impl fmt::Display for Issues<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl Configuration {
+    /// Reads `path` (or `config/default.toml`), applies environment overrides and secrets.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH)).to_path_buf();
+        let settings = read_settings(&path)?;
+        Self::from_settings(settings, PrefectAuth::from_env()?)
+    }
+
+    /// Checks already-read settings (tests build settings in code and come through here).
+    pub fn from_settings(
+        settings: Settings,
+        prefect_auth: PrefectAuth,
+    ) -> Result<Self, ConfigError> {
+        let mut issues = check_settings(&settings);
+        let routes = match compile_routes(&settings.routes, settings.server.max_body_bytes) {
+            Ok(routes) => Some(routes),
+            Err(route_issues) => {
+                issues.extend(route_issues);
+                None
+            }
+        };
+        let prefect_url = parse_api_url(&settings.prefect.api_url, &mut issues);
+        match (routes, prefect_url) {
+            (Some(routes), Some(prefect_url)) if issues.is_empty() => Ok(Self {
+                settings,
+                routes: Arc::new(routes),
+                prefect_url,
+                prefect_auth,
+            }),
+            _ => Err(ConfigError::Invalid(issues)),
+        }
+    }
+}
+
+fn read_settings(path: &Path) -> Result<Settings, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    config::Config::builder()
+        .add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        )
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(read_error)?
+        .try_deserialize::<Settings>()
+        .map_err(read_error)
+}
+
+fn check_settings(s: &Settings) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut need = |ok: bool, path: &str, message: &str| {
+        if !ok {
+            issues.push(ConfigIssue {
+                path: path.into(),
+                message: message.into(),
+            });
+        }
+    };
+    let p = &s.prefect;
+    need(
+        s.server.max_body_bytes > 0,
+        "server.max_body_bytes",
+        "must be at least 1",
+    );
+    need(p.timeout_ms > 0, "prefect.timeout_ms", "must be at least 1");
+    need(
+        p.request_budget_ms > 0,
+        "prefect.request_budget_ms",
+        "must be at least 1",
+    );
+    need(
+        p.max_in_flight > 0,
+        "prefect.max_in_flight",
+        "must be at least 1",
+    );
+    need(
+        p.retry_attempts > 0,
+        "prefect.retry_attempts",
+        "must be at least 1 (1 = no retry)",
+    );
+    need(
+        p.retry_base_delay_ms <= p.retry_max_delay_ms,
+        "prefect.retry_base_delay_ms",
+        "must not exceed prefect.retry_max_delay_ms",
+    );
+    need(
+        p.deployment_cache_ttl_secs > 0,
+        "prefect.deployment_cache_ttl_secs",
+        "must be at least 1",
+    );
+    need(
+        p.deployment_cache_capacity > 0,
+        "prefect.deployment_cache_capacity",
+        "must be at least 1",
+    );
+    issues
+}
+
+fn parse_api_url(raw: &str, issues: &mut Vec<ConfigIssue>) -> Option<Url> {
+    let mut push = |message: String| {
+        issues.push(ConfigIssue {
+            path: "prefect.api_url".into(),
+            message,
+        })
+    };
+    match Url::parse(raw) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            push("must be an http or https URL".into());
+            None
+        }
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            push(format!(
+                "must not carry credentials; use {PREFECT_AUTH_STRING_ENV}"
+            ));
+            None
+        }
+        Ok(url) => Some(url),
+        Err(e) => {
+            push(format!("is not a URL: {e}"));
+            None
+        }
+    }
+}

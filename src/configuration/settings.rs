@@ -1,0 +1,129 @@
+//! Typed settings as read from TOML and `FLOWGATE__…` environment variables.
+//! Every field is documented in `config/default.toml`; defaults here match that file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::route_settings::RouteSettings;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub prefect: PrefectSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    /// Routes by name; each is served at `POST /hooks/{name}`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteSettings>,
+}
+
+/// The public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Body size cap for routes that set none, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// How flowgate talks to Prefect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrefectSettings {
+    /// Prefect API base URL, ending in `/api`.
+    pub api_url: String,
+    /// Timeout of one call to Prefect, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time a sender may wait for the whole dispatch (queueing, retries), in milliseconds.
+    pub request_budget_ms: u64,
+    /// Calls to Prefect in flight at once. A SQLite-backed Prefect takes one write at a time.
+    pub max_in_flight: usize,
+    /// Attempts per call on 503, 429 and connection errors (1 = no retry).
+    pub retry_attempts: u32,
+    /// First retry delay in milliseconds; doubles each attempt, with jitter.
+    pub retry_base_delay_ms: u64,
+    /// Largest retry delay in milliseconds.
+    pub retry_max_delay_ms: u64,
+    /// Seconds a resolved deployment id stays cached.
+    pub deployment_cache_ttl_secs: u64,
+    /// Most deployments held in the cache.
+    pub deployment_cache_capacity: u64,
+}
+
+impl Default for PrefectSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "http://127.0.0.1:4200/api".into(),
+            timeout_ms: 10_000,
+            request_budget_ms: 20_000,
+            max_in_flight: 1,
+            retry_attempts: 4,
+            retry_base_delay_ms: 50,
+            retry_max_delay_ms: 2_000,
+            deployment_cache_ttl_secs: 300,
+            deployment_cache_capacity: 1_000,
+        }
+    }
+}
+
+impl PrefectSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn request_budget(&self) -> Duration {
+        Duration::from_millis(self.request_budget_ms)
+    }
+
+    pub fn deployment_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.deployment_cache_ttl_secs)
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// `pretty` (human) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `flowgate=debug,actix_web=info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}

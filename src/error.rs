@@ -1,0 +1,198 @@
+//! `GatewayError`: every way a request can fail, each with one status and one stable code.
+//! Bodies are `application/problem+json`; 5xx details are generic and the cause goes to the log.
+
+use std::sync::Arc;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::{DeploymentRef, FieldError, IdempotencyKeyError};
+use crate::prefect::PrefectError;
+use crate::request_id::RequestId;
+
+/// Seconds a sender should wait before retrying a 503.
+pub const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
+/// Seconds a sender should wait when the target deployment does not exist (yet).
+pub const RETRY_AFTER_DEPLOYMENT_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// 404 `not_found`: no such path.
+    #[error("no such path")]
+    NotFound,
+    /// 404 `unknown_route`: `/hooks/{route}` names no configured route.
+    #[error("no route named \"{0}\"")]
+    UnknownRoute(String),
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed; use {allowed}")]
+    MethodNotAllowed { allowed: &'static str },
+    /// 413 `payload_too_large`: the body is over the route's cap.
+    #[error("the body is larger than this route's limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415 `unsupported_media_type`: a Content-Type the route does not accept.
+    #[error("this route accepts {accepted}")]
+    UnsupportedMediaType { accepted: String },
+    /// 400 `malformed_body`: the body is not valid JSON or form data.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// 400 `invalid_idempotency_key`.
+    #[error("{0}")]
+    InvalidIdempotencyKey(#[from] IdempotencyKeyError),
+    /// 422 `validation_failed`: one entry per failing field.
+    #[error("{} field(s) failed validation", .0.len())]
+    ValidationFailed(Vec<FieldError>),
+    /// 422 `parameters_rejected`: Prefect refused the parameters (its reason, without echoing values).
+    #[error("the deployment refused the flow parameters")]
+    ParametersRejected(Vec<FieldError>),
+    /// 503 `deployment_not_found` + Retry-After: Prefect has no such deployment.
+    #[error("deployment {0} was not found in Prefect")]
+    DeploymentNotFound(DeploymentRef),
+    /// 503 `upstream_unavailable` + Retry-After: Prefect is down, busy or failing.
+    #[error("Prefect is unavailable")]
+    UpstreamUnavailable(#[source] Arc<PrefectError>),
+    /// 504 `upstream_timeout`: Prefect did not answer in time.
+    #[error("Prefect did not answer in time")]
+    UpstreamTimeout(#[source] Arc<PrefectError>),
+    /// 502 `upstream_error`: Prefect answered something flowgate cannot use (e.g. refused its credentials).
+    #[error("Prefect gave an unexpected answer")]
+    UpstreamError(#[source] Arc<PrefectError>),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MalformedBody(_) | Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::ValidationFailed(_) | Self::ParametersRejected(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::DeploymentNotFound(_) | Self::UpstreamUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamError(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The stable, documented code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::UnknownRoute(_) => "unknown_route",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::MalformedBody(_) => "malformed_body",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::ValidationFailed(_) => "validation_failed",
+            Self::ParametersRejected(_) => "parameters_rejected",
+            Self::DeploymentNotFound(_) => "deployment_not_found",
+            Self::UpstreamUnavailable(_) => "upstream_unavailable",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::UpstreamError(_) => "upstream_error",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::DeploymentNotFound(_) => Some(RETRY_AFTER_DEPLOYMENT_SECS),
+            Self::UpstreamUnavailable(_) => Some(RETRY_AFTER_UNAVAILABLE_SECS),
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Option<&[FieldError]> {
+        match self {
+            Self::ValidationFailed(e) | Self::ParametersRejected(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Attaches the request id, making this a response.
+    pub fn with_request_id(self, request_id: &RequestId) -> ApiError {
+        ApiError {
+            error: self,
+            request_id: request_id.to_string(),
+        }
+    }
+}
+
+/// A `GatewayError` for one request: what handlers return.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApiError {
+    #[source]
+    pub error: GatewayError,
+    pub request_id: String,
+}
+
+/// RFC 9457 problem details with flowgate's extensions.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: String,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.error.status();
+        let code = self.error.code();
+        if status.is_server_error() {
+            tracing::error!(code, error = %error_chain(&self.error), "request failed");
+        } else {
+            let fields: Vec<&str> = self
+                .error
+                .field_errors()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.field.as_str())
+                .collect();
+            tracing::info!(code, ?fields, "request rejected");
+        }
+        let problem = Problem {
+            kind: format!("urn:flowgate:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            code,
+            detail: self.error.to_string(),
+            request_id: &self.request_id,
+            errors: self.error.field_errors(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if let Some(secs) = self.error.retry_after() {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let GatewayError::MethodNotAllowed { allowed } = self.error {
+            response.insert_header((header::ALLOW, allowed));
+        }
+        response.json(problem)
+    }
+}
+
+/// `error: cause: cause…`, for logs only.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,17 @@
+//! flowgate: a webhook ingress gateway for self-hosted Prefect.
+//!
+//! One request travels `routes::hooks` → `pipeline::*` stages → `prefect` client. See
+//! `README.md` for the operator's view and `config/default.toml` for every setting.
+#![forbid(unsafe_code)]
+
+pub mod configuration;
+pub mod domain;
+pub mod error;
+pub mod pipeline;
+pub mod prefect;
+pub mod request_id;
+pub mod route_table;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,33 @@
+//! Body stage: read at most the route's limit, refusing early on a declared or actual excess.
+
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
+use actix_web::web::{Bytes, BytesMut, Payload};
+use futures_util::StreamExt;
+
+use crate::error::GatewayError;
+
+#[tracing::instrument(name = "stage.body", skip_all, fields(limit))]
+pub async fn read_body(
+    headers: &HeaderMap,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    let too_large = || GatewayError::PayloadTooLarge { limit };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| GatewayError::MalformedBody(format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

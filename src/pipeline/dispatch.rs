@@ -1,0 +1,113 @@
+//! Dispatch stage: create the flow run in Prefect, sending only parameters the deployment
+//! declares. A 404 on create means the cached id is stale: forget it and resolve once more.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::map::FlowRunPlan;
+use super::resolve::DeploymentResolver;
+use crate::domain::DeploymentRef;
+use crate::error::GatewayError;
+use crate::prefect::{
+    rejection_reasons, Deadline, Deployment, FlowRunCreate, PrefectClient, PrefectError,
+};
+
+/// Whether this request made the run, or found one made earlier with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Created,
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    pub flow_run_id: uuid::Uuid,
+    pub status: RunStatus,
+}
+
+#[tracing::instrument(name = "stage.dispatch", skip_all, fields(route = %plan.route.name(), deployment = %plan.route.deployment()))]
+pub async fn dispatch(
+    plan: &FlowRunPlan,
+    resolver: &DeploymentResolver,
+    prefect: &PrefectClient,
+    deadline: Deadline,
+) -> Result<Dispatched, GatewayError> {
+    let target = plan.route.deployment();
+    let key = plan.idempotency_key.namespaced(target, plan.route.name());
+    let mut may_re_resolve = true;
+    loop {
+        let deployment = resolver
+            .resolve(target, deadline)
+            .await
+            .map_err(|e| upstream_error(e, target))?;
+        let parameters = declared_only(&plan.parameters, &deployment);
+        let body = FlowRunCreate {
+            parameters: &parameters,
+            tags: &plan.tags,
+            name: plan.name.as_deref(),
+            idempotency_key: &key,
+        };
+        match prefect
+            .create_flow_run(deployment.id, &body, deadline)
+            .await
+        {
+            Ok(run) => {
+                let status = if run.created {
+                    RunStatus::Created
+                } else {
+                    RunStatus::Duplicate
+                };
+                tracing::info!(flow_run_id = %run.id, ?status, "flow run dispatched");
+                return Ok(Dispatched {
+                    flow_run_id: run.id,
+                    status,
+                });
+            }
+            Err(PrefectError::NotFound) if may_re_resolve => {
+                tracing::warn!(deployment_id = %deployment.id, "cached deployment id is stale; resolving again");
+                may_re_resolve = false;
+                resolver.invalidate(target).await;
+            }
+            Err(e) => return Err(upstream_error(Arc::new(e), target)),
+        }
+    }
+}
+
+/// Prefect accepts undeclared parameters and the run then crashes, so they are never sent.
+fn declared_only(parameters: &Map<String, Value>, deployment: &Deployment) -> Map<String, Value> {
+    let Some(declared) = &deployment.declared_parameters else {
+        return parameters.clone();
+    };
+    let (kept, dropped): (Map<String, Value>, Map<String, Value>) = parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| declared.contains(k));
+    if !dropped.is_empty() {
+        let names: Vec<&String> = dropped.keys().collect();
+        tracing::warn!(
+            ?names,
+            "parameters not declared by the deployment were not sent"
+        );
+    }
+    kept
+}
+
+/// The one mapping from Prefect's errors to the sender's.
+fn upstream_error(error: Arc<PrefectError>, target: &DeploymentRef) -> GatewayError {
+    match error.as_ref() {
+        PrefectError::NotFound => GatewayError::DeploymentNotFound(target.clone()),
+        PrefectError::Rejected { detail, .. } => {
+            GatewayError::ParametersRejected(rejection_reasons(detail))
+        }
+        PrefectError::Timeout => GatewayError::UpstreamTimeout(error),
+        PrefectError::Unauthorized { .. } | PrefectError::Unexpected(_) => {
+            GatewayError::UpstreamError(error)
+        }
+        PrefectError::ServerError { .. }
+        | PrefectError::RateLimited { .. }
+        | PrefectError::Connect(_)
+        | PrefectError::Transport(_)
+        | PrefectError::Busy => GatewayError::UpstreamUnavailable(error),
+    }
+}

@@ -1,0 +1,49 @@
+//! Resolve stage: `flow/deployment` → deployment id and parameter schema, cached with a TTL.
+//! Concurrent misses for one name make one Prefect call; errors are not cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::domain::DeploymentRef;
+use crate::prefect::{Deadline, Deployment, PrefectClient, PrefectError};
+
+#[derive(Clone)]
+pub struct DeploymentResolver {
+    cache: Cache<DeploymentRef, Arc<Deployment>>,
+    prefect: PrefectClient,
+}
+
+impl DeploymentResolver {
+    pub fn new(prefect: PrefectClient, ttl: Duration, capacity: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            prefect,
+        }
+    }
+
+    #[tracing::instrument(name = "stage.resolve", skip_all, fields(deployment = %name))]
+    pub async fn resolve(
+        &self,
+        name: &DeploymentRef,
+        deadline: Deadline,
+    ) -> Result<Arc<Deployment>, Arc<PrefectError>> {
+        self.cache
+            .try_get_with_by_ref(name, async {
+                self.prefect
+                    .read_deployment(name, deadline)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+    }
+
+    /// Forgets a cached id, e.g. after Prefect answered 404 for it.
+    pub async fn invalidate(&self, name: &DeploymentRef) {
+        self.cache.invalidate(name).await;
+    }
+}

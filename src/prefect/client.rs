@@ -1,0 +1,223 @@
+//! `PrefectClient`: resolve a deployment by name, create a flow run, check health.
+//! Every call goes through a cap on calls in flight and a per-call timeout; calls made
+//! idempotent (reads, and creates carrying an idempotency key) retry within the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+
+use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
+use super::retry::{retry, Deadline, RetryPolicy};
+use super::{Deployment, FlowRunCreate, PrefectError};
+use crate::configuration::{PrefectAuth, PrefectSettings};
+use crate::domain::DeploymentRef;
+
+/// A flow run Prefect holds after `create_flow_run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedRun {
+    pub id: uuid::Uuid,
+    /// False when Prefect returned an existing run for the idempotency key (200, not 201)
+    /// and no earlier attempt of this call could have created it.
+    pub created: bool,
+}
+
+#[derive(Clone)]
+pub struct PrefectClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<HeaderValue>,
+    slots: Arc<Semaphore>,
+    policy: RetryPolicy,
+    call_timeout: Duration,
+}
+
+impl std::fmt::Debug for PrefectClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrefectClient")
+            .field("base", &self.base.as_str())
+            .field("auth", &self.auth.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrefectClient {
+    pub fn new(base: Url, auth: &PrefectAuth, s: &PrefectSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(s.timeout().min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        let auth = match auth {
+            PrefectAuth::None => None,
+            PrefectAuth::Basic(secret) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(secret.expose_secret())
+            )),
+            PrefectAuth::Bearer(secret) => Some(format!("Bearer {}", secret.expose_secret())),
+        }
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+        .map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+        Ok(Self {
+            http,
+            base,
+            auth,
+            slots: Arc::new(Semaphore::new(s.max_in_flight)),
+            policy: RetryPolicy {
+                attempts: s.retry_attempts,
+                base_delay: Duration::from_millis(s.retry_base_delay_ms),
+                max_delay: Duration::from_millis(s.retry_max_delay_ms),
+            },
+            call_timeout: s.timeout(),
+        })
+    }
+
+    /// `GET /deployments/name/{flow}/{deployment}`.
+    #[tracing::instrument(name = "prefect.read_deployment", skip_all, fields(deployment = %name))]
+    pub async fn read_deployment(
+        &self,
+        name: &DeploymentRef,
+        deadline: Deadline,
+    ) -> Result<Deployment, PrefectError> {
+        let url = self.url(&["deployments", "name", name.flow(), name.deployment()])?;
+        let retried = retry(self.policy, deadline, self.call_timeout, |timeout| {
+            let request = self.http.get(url.clone());
+            async move {
+                let response = self.send(request, timeout, deadline).await?;
+                read_json::<DeploymentBody>(response).await
+            }
+        })
+        .await?;
+        Ok(retried.value.into())
+    }
+
+    /// `POST /deployments/{id}/create_flow_run`; safe to retry because the body has a key.
+    #[tracing::instrument(name = "prefect.create_flow_run", skip_all, fields(deployment_id = %id))]
+    pub async fn create_flow_run(
+        &self,
+        id: uuid::Uuid,
+        body: &FlowRunCreate<'_>,
+        deadline: Deadline,
+    ) -> Result<CreatedRun, PrefectError> {
+        let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
+        let retried = retry(self.policy, deadline, self.call_timeout, |timeout| {
+            let request = self.http.post(url.clone()).json(body);
+            async move {
+                let response = self.send(request, timeout, deadline).await?;
+                let created = response.status() == StatusCode::CREATED;
+                let run = read_json::<FlowRunBody>(response).await?;
+                Ok((run.id, created))
+            }
+        })
+        .await?;
+        let (id, created) = retried.value;
+        Ok(CreatedRun {
+            id,
+            created: created || retried.after_uncertain_attempt,
+        })
+    }
+
+    /// `GET /health`, bypassing the call cap: readiness must not queue behind traffic.
+    pub async fn health(&self, timeout: Duration) -> Result<(), PrefectError> {
+        let url = self.url(&["health"])?;
+        let response = self
+            .authorized(self.http.get(url))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(PrefectError::from_reqwest)?;
+        check_status(response).await.map(drop)
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, PrefectError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                PrefectError::Unexpected("the Prefect API URL cannot take a path".into())
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Some(value) => request.header(AUTHORIZATION, value.clone()),
+            None => request,
+        }
+    }
+
+    /// Waits for a call slot (until the deadline), then sends with the attempt's timeout.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        timeout: Duration,
+        deadline: Deadline,
+    ) -> Result<Response, PrefectError> {
+        let _slot = tokio::time::timeout_at(deadline.instant(), self.slots.acquire())
+            .await
+            .map_err(|_| PrefectError::Busy)?
+            .map_err(|_| PrefectError::Busy)?;
+        let timeout = timeout.min(deadline.remaining());
+        let response = self
+            .authorized(request)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(PrefectError::from_reqwest)?;
+        check_status(response).await
+    }
+}
+
+async fn check_status(response: Response) -> Result<Response, PrefectError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    Err(match status.as_u16() {
+        404 => PrefectError::NotFound,
+        401 | 403 => PrefectError::Unauthorized {
+            status: status.as_u16(),
+        },
+        409 => {
+            let detail = response
+                .json::<DetailBody>()
+                .await
+                .ok()
+                .and_then(|b| b.detail)
+                .map(|d| {
+                    d.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| d.to_string())
+                })
+                .unwrap_or_default();
+            PrefectError::Rejected {
+                status: 409,
+                detail,
+            }
+        }
+        429 => PrefectError::RateLimited {
+            retry_after: response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        },
+        s @ 500..=599 => PrefectError::ServerError { status: s },
+        s => PrefectError::Unexpected(format!("status {s}")),
+    })
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, PrefectError> {
+    let bytes = response.bytes().await.map_err(PrefectError::from_reqwest)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        PrefectError::Unexpected(format!("unreadable response body ({:?})", e.classify()))
+    })
+}

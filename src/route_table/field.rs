@@ -1,0 +1,345 @@
+//! One input field's rule, and the check that turns a raw value into a typed one.
+//! Website forms send every value as a string, so numbers and booleans are read from strings too.
+
+use regex::Regex;
+use serde_json::{Number, Value};
+use validator::{ValidateEmail, ValidateLength, ValidateRange, ValidateUrl};
+
+/// The type of an input field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Email,
+    Url,
+    Enum,
+    Uuid,
+}
+
+impl FieldKind {
+    pub const NAMES: [&'static str; 8] = [
+        "string", "integer", "number", "boolean", "email", "url", "enum", "uuid",
+    ];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "string" => Self::String,
+            "integer" => Self::Integer,
+            "number" => Self::Number,
+            "boolean" => Self::Boolean,
+            "email" => Self::Email,
+            "url" => Self::Url,
+            "enum" => Self::Enum,
+            "uuid" => Self::Uuid,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+            Self::Email => "email",
+            Self::Url => "url",
+            Self::Enum => "enum",
+            Self::Uuid => "uuid",
+        }
+    }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Self::Integer | Self::Number)
+    }
+
+    pub fn is_textual(self) -> bool {
+        matches!(self, Self::String | Self::Email | Self::Url | Self::Enum)
+    }
+}
+
+/// Whether a field must be sent, and what an absent optional field becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Presence {
+    Required,
+    /// Optional; the value (if any) is used when the field is absent, null or an empty string.
+    Optional(Option<Value>),
+}
+
+/// A checked field rule, built only by `route_table::compile`.
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub(crate) name: String,
+    pub(crate) param: String,
+    pub(crate) kind: FieldKind,
+    pub(crate) presence: Presence,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) min_length: Option<u64>,
+    pub(crate) max_length: Option<u64>,
+    pub(crate) pattern: Option<Regex>,
+    pub(crate) values: Vec<String>,
+}
+
+impl FieldRule {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The flow parameter this field becomes.
+    pub fn param(&self) -> &str {
+        &self.param
+    }
+
+    pub fn kind(&self) -> FieldKind {
+        self.kind
+    }
+
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// Checks one present, non-empty value and returns it typed. The error is the message shown
+    /// to the sender; it never repeats the value.
+    pub fn check(&self, raw: &Value) -> Result<Value, String> {
+        let value = match self.kind {
+            FieldKind::String => Value::String(self.text(raw)?.to_owned()),
+            FieldKind::Integer => Value::Number(Number::from(integer(raw)?)),
+            FieldKind::Number => Value::Number(number(raw)?),
+            FieldKind::Boolean => Value::Bool(boolean(raw)?),
+            FieldKind::Email => {
+                let s = self.text(raw)?.trim();
+                if !s.validate_email() {
+                    return Err("must be a valid email address".into());
+                }
+                Value::String(s.to_owned())
+            }
+            FieldKind::Url => {
+                let s = self.text(raw)?.trim();
+                if !s.validate_url() {
+                    return Err("must be a valid URL".into());
+                }
+                Value::String(s.to_owned())
+            }
+            FieldKind::Enum => {
+                let s = self.text(raw)?;
+                if !self.values.iter().any(|v| v == s) {
+                    return Err(format!("must be one of: {}", self.values.join(", ")));
+                }
+                Value::String(s.to_owned())
+            }
+            FieldKind::Uuid => {
+                let s = self.text(raw)?.trim();
+                let id = uuid::Uuid::parse_str(s).map_err(|_| "must be a UUID".to_owned())?;
+                Value::String(id.hyphenated().to_string())
+            }
+        };
+        self.check_bounds(&value)?;
+        Ok(value)
+    }
+
+    fn text<'v>(&self, raw: &'v Value) -> Result<&'v str, String> {
+        raw.as_str()
+            .ok_or_else(|| format!("must be a {}", self.kind.name()))
+    }
+
+    fn check_bounds(&self, value: &Value) -> Result<(), String> {
+        if let Some(n) = value.as_f64() {
+            if !n.validate_range(self.min, self.max, None, None) {
+                return Err(range_message(self.min, self.max));
+            }
+        }
+        if let Some(s) = value.as_str() {
+            if !s.validate_length(self.min_length, self.max_length, None) {
+                return Err(length_message(self.min_length, self.max_length));
+            }
+            if let Some(pattern) = &self.pattern {
+                if !pattern.is_match(s) {
+                    return Err("does not match the required pattern".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn integer(raw: &Value) -> Result<i64, String> {
+    const MSG: &str = "must be an integer";
+    match raw {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| MSG.to_owned()),
+        Value::String(s) => s.trim().parse::<i64>().map_err(|_| MSG.to_owned()),
+        _ => Err(MSG.to_owned()),
+    }
+}
+
+fn number(raw: &Value) -> Result<Number, String> {
+    const MSG: &str = "must be a number";
+    match raw {
+        Value::Number(n) => Ok(n.clone()),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(i) = s.parse::<i64>() {
+                return Ok(Number::from(i));
+            }
+            s.parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .ok_or_else(|| MSG.to_owned())
+        }
+        _ => Err(MSG.to_owned()),
+    }
+}
+
+fn boolean(raw: &Value) -> Result<bool, String> {
+    const MSG: &str = "must be true or false";
+    match raw {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" | "yes" => Ok(true),
+            "false" | "0" | "off" | "no" => Ok(false),
+            _ => Err(MSG.to_owned()),
+        },
+        _ => Err(MSG.to_owned()),
+    }
+}
+
+fn range_message(min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (Some(lo), Some(hi)) => format!("must be between {lo} and {hi}"),
+        (Some(lo), None) => format!("must be at least {lo}"),
+        (None, Some(hi)) => format!("must be at most {hi}"),
+        (None, None) => "is out of range".into(),
+    }
+}
+
+fn length_message(min: Option<u64>, max: Option<u64>) -> String {
+    match (min, max) {
+        (Some(lo), Some(hi)) => format!("must be between {lo} and {hi} characters long"),
+        (Some(lo), None) => format!("must be at least {lo} characters long"),
+        (None, Some(hi)) => format!("must be at most {hi} characters long"),
+        (None, None) => "has an invalid length".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(kind: FieldKind) -> FieldRule {
+        FieldRule {
+            name: "f".into(),
+            param: "f".into(),
+            kind,
+            presence: Presence::Required,
+            min: None,
+            max: None,
+            min_length: None,
+            max_length: None,
+            pattern: None,
+            values: vec![],
+        }
+    }
+
+    #[test]
+    fn integers_accept_json_numbers_and_form_strings() {
+        let r = FieldRule {
+            min: Some(0.0),
+            max: Some(100.0),
+            ..rule(FieldKind::Integer)
+        };
+        assert_eq!(r.check(&json!(62)), Ok(json!(62)));
+        assert_eq!(r.check(&json!("62")), Ok(json!(62)));
+        assert_eq!(r.check(&json!(" 7 ")), Ok(json!(7)));
+        assert_eq!(r.check(&json!(62.0)), Ok(json!(62)));
+        assert_eq!(r.check(&json!(62.5)), Err("must be an integer".into()));
+        assert_eq!(r.check(&json!("abc")), Err("must be an integer".into()));
+        assert_eq!(r.check(&json!(true)), Err("must be an integer".into()));
+        assert_eq!(
+            r.check(&json!(101)),
+            Err("must be between 0 and 100".into())
+        );
+        assert_eq!(
+            r.check(&json!("-1")),
+            Err("must be between 0 and 100".into())
+        );
+    }
+
+    #[test]
+    fn numbers_keep_integers_integral() {
+        let r = rule(FieldKind::Number);
+        assert_eq!(r.check(&json!("12")), Ok(json!(12)));
+        assert_eq!(r.check(&json!("12.5")), Ok(json!(12.5)));
+        assert_eq!(r.check(&json!("NaN")), Err("must be a number".into()));
+    }
+
+    #[test]
+    fn booleans_read_form_words() {
+        let r = rule(FieldKind::Boolean);
+        assert_eq!(r.check(&json!("on")), Ok(json!(true)));
+        assert_eq!(r.check(&json!("FALSE")), Ok(json!(false)));
+        assert_eq!(r.check(&json!(false)), Ok(json!(false)));
+        assert!(r.check(&json!("maybe")).is_err());
+    }
+
+    #[test]
+    fn emails_urls_and_uuids_use_their_validators() {
+        assert_eq!(
+            rule(FieldKind::Email).check(&json!("jo@example.com")),
+            Ok(json!("jo@example.com"))
+        );
+        assert!(rule(FieldKind::Email)
+            .check(&json!("not-an-email"))
+            .is_err());
+        assert!(rule(FieldKind::Url)
+            .check(&json!("https://example.com/x"))
+            .is_ok());
+        assert!(rule(FieldKind::Url).check(&json!("example")).is_err());
+        assert_eq!(
+            rule(FieldKind::Uuid).check(&json!("67E55044-10B1-426F-9247-BB680E5FE0C8")),
+            Ok(json!("67e55044-10b1-426f-9247-bb680e5fe0c8"))
+        );
+        assert!(rule(FieldKind::Uuid).check(&json!("nope")).is_err());
+    }
+
+    #[test]
+    fn strings_check_length_and_pattern() {
+        let r = FieldRule {
+            min_length: Some(2),
+            max_length: Some(4),
+            pattern: Some(Regex::new("^(?:[a-z]+)$").unwrap()),
+            ..rule(FieldKind::String)
+        };
+        assert_eq!(r.check(&json!("abc")), Ok(json!("abc")));
+        assert_eq!(
+            r.check(&json!("a")),
+            Err("must be between 2 and 4 characters long".into())
+        );
+        assert_eq!(
+            r.check(&json!("ABC")),
+            Err("does not match the required pattern".into())
+        );
+        assert_eq!(r.check(&json!(12)), Err("must be a string".into()));
+    }
+
+    #[test]
+    fn enums_list_their_values() {
+        let r = FieldRule {
+            values: vec!["GPS".into(), "Money".into()],
+            ..rule(FieldKind::Enum)
+        };
+        assert_eq!(r.check(&json!("GPS")), Ok(json!("GPS")));
+        assert_eq!(
+            r.check(&json!("gps")),
+            Err("must be one of: GPS, Money".into())
+        );
+    }
+}

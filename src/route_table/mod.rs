@@ -1,0 +1,129 @@
+//! The checked route table: what `POST /hooks/{route}` does for each route.
+
+mod compile;
+mod field;
+mod template;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::domain::{DeploymentRef, RouteName};
+
+pub use compile::{compile_routes, ConfigIssue};
+pub use field::{FieldKind, FieldRule, Presence};
+pub use template::{RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
+
+/// A body encoding a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    Json,
+    Form,
+}
+
+impl ContentKind {
+    pub fn parse(media_type: &str) -> Option<Self> {
+        match media_type {
+            "application/json" => Some(Self::Json),
+            "application/x-www-form-urlencoded" => Some(Self::Form),
+            _ => None,
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+        }
+    }
+}
+
+/// What happens to input fields a route does not declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownFields {
+    /// Each one is a validation error (422).
+    Reject,
+    /// They are ignored.
+    Drop,
+}
+
+/// One checked route.
+#[derive(Debug)]
+pub struct Route {
+    pub(crate) name: RouteName,
+    pub(crate) deployment: DeploymentRef,
+    pub(crate) content_types: Vec<ContentKind>,
+    pub(crate) unknown_fields: UnknownFields,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) tags: Vec<String>,
+    pub(crate) run_name: Option<RunNameTemplate>,
+    pub(crate) constants: BTreeMap<String, Value>,
+    pub(crate) fields: Vec<FieldRule>,
+}
+
+impl Route {
+    pub fn name(&self) -> &RouteName {
+        &self.name
+    }
+
+    pub fn deployment(&self) -> &DeploymentRef {
+        &self.deployment
+    }
+
+    pub fn content_types(&self) -> &[ContentKind] {
+        &self.content_types
+    }
+
+    pub fn unknown_fields(&self) -> UnknownFields {
+        self.unknown_fields
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    pub fn run_name(&self) -> Option<&RunNameTemplate> {
+        self.run_name.as_ref()
+    }
+
+    pub fn constants(&self) -> &BTreeMap<String, Value> {
+        &self.constants
+    }
+
+    pub fn fields(&self) -> &[FieldRule] {
+        &self.fields
+    }
+
+    pub fn path(&self) -> String {
+        format!("/hooks/{}", self.name)
+    }
+}
+
+/// All routes by name; immutable once built.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: BTreeMap<String, Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn get(&self, name: &str) -> Option<Arc<Route>> {
+        self.routes.get(name).cloned()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}

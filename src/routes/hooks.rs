@@ -1,0 +1,79 @@
+//! `POST /hooks/{route}`: one line per pipeline stage.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use crate::domain::IdempotencyKeyError;
+use crate::error::{ApiError, GatewayError};
+use crate::pipeline::body::read_body;
+use crate::pipeline::dispatch::{dispatch, Dispatched, RunStatus};
+use crate::pipeline::fields::validate_fields;
+use crate::pipeline::map::plan_flow_run;
+use crate::pipeline::parse::parse_body;
+use crate::pipeline::route::{content_kind, find_route};
+use crate::prefect::Deadline;
+use crate::request_id::RequestId;
+use crate::state::AppState;
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+pub async fn receive(
+    req: HttpRequest,
+    route: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    handle(&req, &route, payload, &state, &request_id)
+        .await
+        .map_err(|e| e.with_request_id(&request_id))
+}
+
+async fn handle(
+    req: &HttpRequest,
+    route_name: &str,
+    payload: web::Payload,
+    state: &AppState,
+    request_id: &RequestId,
+) -> Result<HttpResponse, GatewayError> {
+    let route = find_route(&state.routes, route_name)?;
+    let kind = content_kind(&route, req.headers())?;
+    let body = read_body(req.headers(), payload, route.max_body_bytes()).await?;
+    let input = parse_body(kind, &body)?;
+    let fields = validate_fields(&route, input)?;
+    let plan = plan_flow_run(&route, &fields, idempotency_header(req)?, request_id)?;
+    let deadline = Deadline::after(state.request_budget);
+    let run = dispatch(&plan, &state.resolver, &state.prefect, deadline).await?;
+    Ok(accepted(run, request_id))
+}
+
+fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
+    req.headers()
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| IdempotencyKeyError::InvalidCharacter.into())
+        })
+        .transpose()
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    status: &'static str,
+    flow_run_id: uuid::Uuid,
+    request_id: &'a str,
+}
+
+/// 202 `created` for a new run; 200 `duplicate` when the key matched an existing run.
+fn accepted(run: Dispatched, request_id: &RequestId) -> HttpResponse {
+    let (status, word) = match run.status {
+        RunStatus::Created => (StatusCode::ACCEPTED, "created"),
+        RunStatus::Duplicate => (StatusCode::OK, "duplicate"),
+    };
+    HttpResponse::build(status).json(Accepted {
+        status: word,
+        flow_run_id: run.flow_run_id,
+        request_id: request_id.as_str(),
+    })
+}

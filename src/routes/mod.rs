@@ -1,0 +1,5 @@
+//! HTTP handlers: orchestration only; the work is in `pipeline`.
+
+pub mod fallback;
+pub mod health;
+pub mod hooks;
