@@ -98,7 +98,8 @@ impl Configuration {
     }
 }
 
-fn read_settings(path: &Path) -> Result<Settings, ConfigError> {
+/// Reads one TOML file plus `FLOWGATE__…` overrides, without checking the result.
+pub fn read_settings(path: &Path) -> Result<Settings, ConfigError> {
     let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

@@ -1,0 +1,211 @@
+use std::path::PathBuf;
+
+use actix_web::dev::ServerHandle;
+use flowgate::configuration::{read_settings, Configuration, PrefectAuth, Settings};
+use flowgate::startup::Application;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const ROUTE: &str = "christmas-signup";
+pub const DEPLOYMENT_PATH: &str = "/api/deployments/name/christmas-signup-handler/website";
+pub const CREATE_PATH_REGEX: &str = r"^/api/deployments/[0-9a-f-]+/create_flow_run$";
+
+pub const SIGNUP_FIELDS: [&str; 14] = [
+    "email",
+    "first_name",
+    "business_name",
+    "assessment_score",
+    "red_systems",
+    "orange_systems",
+    "yellow_systems",
+    "green_systems",
+    "gps_score",
+    "money_score",
+    "marketing_score",
+    "weakest_system_1",
+    "weakest_system_2",
+    "revenue_leak_total",
+];
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// `config/default.toml`, listening on a free port, talking to `prefect_api`.
+pub fn default_settings(prefect_api: &str) -> Settings {
+    let mut settings =
+        read_settings(&repo_path("config/default.toml")).expect("config/default.toml reads");
+    settings.server.port = 0;
+    settings.prefect.api_url = prefect_api.to_owned();
+    settings.prefect.retry_base_delay_ms = 1;
+    settings.prefect.retry_max_delay_ms = 5;
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    spawn_app_with_auth(settings, PrefectAuth::None).await
+}
+
+pub async fn spawn_app_with_auth(settings: Settings, auth: PrefectAuth) -> TestApp {
+    let config = Configuration::from_settings(settings, auth).expect("settings are valid");
+    let app = Application::build(config).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        handle,
+    }
+}
+
+impl TestApp {
+    pub async fn post_json(&self, route: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/hooks/{route}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_form(&self, route: &str, fields: &[(&str, String)]) -> reqwest::Response {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.client
+            .post(format!("{}/hooks/{route}", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+/// A valid signup, distinct per `email`.
+pub fn signup(email: &str) -> Value {
+    json!({
+        "email": email,
+        "first_name": "Jo",
+        "business_name": "Jo's Bakery",
+        "assessment_score": 65,
+        "red_systems": 1,
+        "orange_systems": 2,
+        "yellow_systems": 3,
+        "green_systems": 0,
+        "gps_score": 50,
+        "money_score": 70,
+        "marketing_score": 75,
+        "weakest_system_1": "GPS",
+        "weakest_system_2": "Money",
+        "revenue_leak_total": 624
+    })
+}
+
+/// The same signup as form fields, every value a string (as a browser sends it).
+pub fn signup_form(email: &str) -> Vec<(&'static str, String)> {
+    let json = signup(email);
+    SIGNUP_FIELDS
+        .iter()
+        .map(|&k| {
+            let v = &json[k];
+            (
+                k,
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect()
+}
+
+/// A deployment body as Prefect returns it, declaring `params`.
+pub fn deployment_body(id: &str, params: &[&str]) -> Value {
+    let properties: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|p| (p.to_string(), json!({"title": p, "type": "string"})))
+        .collect();
+    json!({
+        "id": id,
+        "name": "website",
+        "flow_id": "a5b59a30-0000-4000-8000-000000000000",
+        "paused": false,
+        "status": "READY",
+        "enforce_parameter_schema": true,
+        "parameter_openapi_schema": {"type": "object", "properties": properties, "required": params},
+    })
+}
+
+pub fn flow_run_body(id: &str) -> Value {
+    json!({"id": id, "name": "signup", "state_type": "SCHEDULED"})
+}
+
+/// A mock Prefect whose deployment lookup (expected `lookups` times) and create both succeed.
+pub async fn happy_prefect(lookups: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(DEPLOYMENT_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(deployment_body(
+            "21e9741f-0000-4000-8000-000000000001",
+            &SIGNUP_FIELDS,
+        )))
+        .expect(lookups)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(CREATE_PATH_REGEX))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(flow_run_body("e72bf8dd-0000-4000-8000-000000000001")),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status for {code}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["request_id"],
+        header_id.as_str(),
+        "request_id in body matches X-Request-Id"
+    );
+    body
+}
+
+/// The `field` names of a 422 body, sorted.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = body["errors"]
+        .as_array()
+        .expect("errors list")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    fields.sort();
+    fields
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real application on port 0, with the real config file.
+//! Fault cases point it at wiremock; `e2e` points it at a real Prefect server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod check_config;
+mod e2e;
+mod faults;
+mod health;
+mod helpers;
+mod rejections;
+mod resolution;
