@@ -85,8 +85,8 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         config.prefect_url
     );
     println!(
-        "{:<24} {:<32} {:<40} {:<6} {:>6}  {}",
-        "ROUTE", "PATH", "DEPLOYMENT", "AUTH", "FIELDS", "CONTENT TYPES"
+        "{:<24} {:<32} {:<40} {:<6} {:>6}  CONTENT TYPES",
+        "ROUTE", "PATH", "DEPLOYMENT", "AUTH", "FIELDS"
     );
     for route in config.routes.iter() {
         let kinds: Vec<&str> = route
