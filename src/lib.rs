@@ -12,6 +12,7 @@ pub mod prefect;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
+pub mod signature;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -79,7 +79,7 @@ impl Default for PrefectSettings {
             timeout_ms: 10_000,
             request_budget_ms: 20_000,
             max_in_flight: 1,
-            retry_attempts: 4,
+            retry_attempts: 6,
             retry_base_delay_ms: 50,
             retry_max_delay_ms: 2_000,
             deployment_cache_ttl_secs: 300,

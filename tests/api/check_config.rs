@@ -76,3 +76,32 @@ fn a_misspelt_key_is_named_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn environment_variables_override_file_keys() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(repo_path("config/default.toml"))
+        .env(
+            "FLOWGATE__PREFECT__API_URL",
+            "http://prefect.internal:4200/api",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("Prefect at http://prefect.internal:4200/api"),
+        "{stdout}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(repo_path("config/default.toml"))
+        .env("FLOWGATE__SERVER__PORT", "eighty")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("server.port"), "{stderr}");
+}

@@ -36,7 +36,7 @@ async fn prefect_api() -> &'static str {
 async fn app_with_tag() -> (TestApp, String, &'static str) {
     let api = prefect_api().await;
     let tag = format!("test:{}", uuid::Uuid::new_v4());
-    let mut settings = default_settings(api);
+    let mut settings = shipped_settings(api);
     settings
         .routes
         .get_mut(ROUTE)
@@ -85,8 +85,9 @@ async fn wait_completed(api: &str, flow_run_id: &str) -> Value {
 }
 
 async fn created_run_id(response: reqwest::Response) -> String {
-    assert_eq!(response.status().as_u16(), 202);
+    let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "created", "{body}");
     body["flow_run_id"].as_str().unwrap().to_owned()
 }

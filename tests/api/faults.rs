@@ -127,6 +127,54 @@ async fn a_slow_prefect_is_upstream_timeout() {
 }
 
 #[tokio::test]
+async fn a_run_created_by_a_timed_out_attempt_is_reported_as_created_once() {
+    // Prefect commits the run but answers after the client timeout; the retry carries the same
+    // key, Prefect answers 200 with that run, and the sender learns it was created (not a duplicate).
+    let prefect = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(DEPLOYMENT_PATH))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(deployment_body(DEP_ID, &SIGNUP_FIELDS)),
+        )
+        .mount(&prefect)
+        .await;
+    let run = flow_run_body("e72bf8dd-0000-4000-8000-000000000007");
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(run.clone())
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&prefect)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run))
+        .with_priority(2)
+        .expect(1)
+        .mount(&prefect)
+        .await;
+    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    settings.prefect.timeout_ms = 300;
+    let app = spawn_app(settings).await;
+
+    let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "created");
+    assert_eq!(body["flow_run_id"], "e72bf8dd-0000-4000-8000-000000000007");
+    let keys: Vec<Value> = create_bodies(&prefect)
+        .await
+        .into_iter()
+        .map(|b| b["idempotency_key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1]);
+}
+
+#[tokio::test]
 async fn prefects_schema_refusal_is_parameters_rejected_without_echoing_values() {
     let refusal = ResponseTemplate::new(409).set_body_json(json!({
         "detail": "Error creating flow run: Validation failed for field 'assessment_score'. Failure reason: 'jo@example.com' is not of type 'integer'"
