@@ -32,12 +32,18 @@ pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// `config/default.toml`, listening on a free port, talking to `prefect_api`.
-pub fn default_settings(prefect_api: &str) -> Settings {
+/// `config/default.toml` as shipped, listening on a free port, talking to `prefect_api`.
+pub fn shipped_settings(prefect_api: &str) -> Settings {
     let mut settings =
         read_settings(&repo_path("config/default.toml")).expect("config/default.toml reads");
     settings.server.port = 0;
     settings.prefect.api_url = prefect_api.to_owned();
+    settings
+}
+
+/// The shipped settings with millisecond retry delays, for a mock Prefect.
+pub fn default_settings(prefect_api: &str) -> Settings {
+    let mut settings = shipped_settings(prefect_api);
     settings.prefect.retry_base_delay_ms = 1;
     settings.prefect.retry_max_delay_ms = 5;
     settings
