@@ -192,3 +192,6 @@ fn check_timestamp(raw: &str, header: &str, now: i64, tolerance: u64) -> Result<
     }
     Ok(ts)
 }
+
+#[cfg(test)]
+mod tests;
