@@ -16,7 +16,7 @@ pub const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
 /// Seconds a sender should wait when the target deployment does not exist (yet).
 pub const RETRY_AFTER_DEPLOYMENT_SECS: u64 = 30;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// 404 `not_found`: no such path.
     #[error("no such path")]
@@ -36,6 +36,21 @@ pub enum GatewayError {
     /// 400 `malformed_body`: the body is not valid JSON or form data.
     #[error("{0}")]
     MalformedBody(String),
+    /// 401 `missing_signature`: the scheme's signature header is absent.
+    #[error("the {0} header is missing")]
+    MissingSignature(String),
+    /// 401 `invalid_signature`: malformed, or no signature matches an active secret.
+    #[error("the signature does not match")]
+    InvalidSignature,
+    /// 401 `timestamp_out_of_window`: the signed timestamp is too old or in the future.
+    #[error("{}", if *too_new { format!("the signed timestamp is more than {window} s in the future") } else { format!("the signed timestamp is older than {window} s") })]
+    TimestampOutOfWindow { too_new: bool, window: u64 },
+    /// 401 `invalid_token`: no or unknown bearer token.
+    #[error("a valid bearer token is required")]
+    InvalidToken,
+    /// 403 `ip_not_allowed`: the client address is not on the route's allow-list.
+    #[error("this client address may not call this route")]
+    IpNotAllowed,
     /// 400 `invalid_idempotency_key`.
     #[error("{0}")]
     InvalidIdempotencyKey(#[from] IdempotencyKeyError),
@@ -67,6 +82,11 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MalformedBody(_) | Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::MissingSignature(_)
+            | Self::InvalidSignature
+            | Self::TimestampOutOfWindow { .. }
+            | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::ValidationFailed(_) | Self::ParametersRejected(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -88,6 +108,11 @@ impl GatewayError {
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MalformedBody(_) => "malformed_body",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::MissingSignature(_) => "missing_signature",
+            Self::InvalidSignature => "invalid_signature",
+            Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
+            Self::InvalidToken => "invalid_token",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::ValidationFailed(_) => "validation_failed",
             Self::ParametersRejected(_) => "parameters_rejected",
             Self::DeploymentNotFound(_) => "deployment_not_found",
@@ -142,6 +167,9 @@ struct Problem<'a> {
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    /// For `timestamp_out_of_window`: `too_old` or `too_new`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl ResponseError for ApiError {
@@ -172,6 +200,11 @@ impl ResponseError for ApiError {
             detail: self.error.to_string(),
             request_id: &self.request_id,
             errors: self.error.field_errors(),
+            reason: match self.error {
+                GatewayError::TimestampOutOfWindow { too_new: true, .. } => Some("too_new"),
+                GatewayError::TimestampOutOfWindow { too_new: false, .. } => Some("too_old"),
+                _ => None,
+            },
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
@@ -180,6 +213,9 @@ impl ResponseError for ApiError {
         }
         if let GatewayError::MethodNotAllowed { allowed } = self.error {
             response.insert_header((header::ALLOW, allowed));
+        }
+        if let GatewayError::InvalidToken = self.error {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(problem)
     }

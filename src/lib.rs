@@ -12,6 +12,7 @@ pub mod prefect;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
+pub mod sign_command;
 pub mod signature;
 pub mod startup;
 pub mod state;

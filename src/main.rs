@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use flowgate::configuration::Configuration;
+use flowgate::configuration::{read_settings, Configuration, DEFAULT_CONFIG_PATH};
 use flowgate::error::error_chain;
+use flowgate::pipeline::verify::unix_now;
+use flowgate::sign_command::{self, SignRequest};
 use flowgate::startup::Application;
 use flowgate::telemetry;
 
@@ -36,12 +38,93 @@ enum Command {
         #[arg(long, env = "FLOWGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the headers and a curl command a sender of ROUTE would use.
+    Sign {
+        /// The route to sign for.
+        #[arg(long)]
+        route: String,
+        /// Configuration file (default: config/default.toml).
+        #[arg(long, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// File holding the body to sign; `-` reads standard input (default: `{}`).
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// Sign with the secret in this environment variable instead of the route's own.
+        #[arg(long)]
+        secret_env: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Sign {
+            route,
+            config,
+            body,
+            secret_env,
+        } => sign(&route, config, body, secret_env),
+    }
+}
+
+fn sign(
+    route: &str,
+    config: Option<PathBuf>,
+    body: Option<PathBuf>,
+    secret_env: Option<String>,
+) -> ExitCode {
+    let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let settings = match read_settings(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bytes = match body.as_deref() {
+        None => b"{}".to_vec(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+                eprintln!("error: cannot read the body from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            buf
+        }
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let body_file = body
+        .as_deref()
+        .filter(|p| p.as_os_str() != "-")
+        .map(|p| p.display().to_string());
+    let request = SignRequest {
+        route,
+        body: &bytes,
+        body_file: body_file.as_deref(),
+        secret_env: secret_env.as_deref(),
+        now: unix_now(),
+    };
+    match sign_command::sign(&settings, &request) {
+        Ok(signed) => {
+            for (name, value) in &signed.headers {
+                println!("{name}: {value}");
+            }
+            println!("\n{}", signed.curl);
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -99,7 +182,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             route.name().to_string(),
             route.path(),
             route.deployment().to_string(),
-            "none",
+            route.auth().kind(),
             route.fields().len(),
             kinds.join(", ")
         );

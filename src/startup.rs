@@ -9,9 +9,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Configuration;
+use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::resolve::DeploymentResolver;
+use crate::pipeline::verify::unix_now;
 use crate::prefect::PrefectClient;
 use crate::request_id::request_id_middleware;
+use crate::route_table::parse_network;
 use crate::routes::{fallback, health, hooks};
 use crate::state::AppState;
 
@@ -50,12 +53,24 @@ impl Application {
             s.prefect.deployment_cache_ttl(),
             s.prefect.deployment_cache_capacity,
         );
+        let trusted_proxies = s
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|raw| parse_network(raw).ok())
+            .collect();
         let state = web::Data::new(AppState {
             routes: config.routes.clone(),
             resolver,
             prefect,
+            deliveries: DeliveryMemory::new(
+                Duration::from_secs(s.server.delivery_memory_secs),
+                s.server.delivery_memory_capacity,
+            ),
+            trusted_proxies,
             request_budget: s.prefect.request_budget(),
         });
+        warn_about_rotations(&config);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(request_id_middleware))
@@ -92,7 +107,14 @@ impl Application {
     }
 }
 
-/// How long graceful shutdown may take, as configured.
-pub fn shutdown_timeout(config: &Configuration) -> Duration {
-    Duration::from_secs(config.settings.server.shutdown_timeout_secs)
+/// Several active secrets on a route means a rotation is under way: say so, once, at startup.
+fn warn_about_rotations(config: &Configuration) {
+    let now = unix_now();
+    for route in config.routes.iter() {
+        let active = route.auth().active_keys(now);
+        if active.len() > 1 {
+            let labels: Vec<&str> = active.iter().map(|k| k.label()).collect();
+            tracing::warn!(route = %route.name(), ?labels, "several secrets are active; finish the rotation by removing or expiring the old one");
+        }
+    }
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-pub use route_settings::{FieldSettings, RouteSettings};
+pub use route_settings::{AuthSettings, FieldSettings, RouteSettings, SecretRef};
 pub use secrets::{PrefectAuth, SecretError, PREFECT_API_KEY_ENV, PREFECT_AUTH_STRING_ENV};
 pub use settings::{LogFormat, PrefectSettings, ServerSettings, Settings, TelemetrySettings};
 
-use crate::route_table::{compile_routes, ConfigIssue, RouteTable};
+use crate::route_table::{compile_routes, parse_network, ConfigIssue, EnvLookup, RouteTable};
 
 /// The file read when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -72,13 +72,30 @@ impl Configuration {
         Self::from_settings(settings, PrefectAuth::from_env()?)
     }
 
-    /// Checks already-read settings (tests build settings in code and come through here).
+    /// Checks already-read settings; route secrets come from the process environment.
     pub fn from_settings(
         settings: Settings,
         prefect_auth: PrefectAuth,
     ) -> Result<Self, ConfigError> {
+        Self::from_settings_with_env(settings, prefect_auth, &|name| std::env::var(name).ok())
+    }
+
+    /// Checks already-read settings, reading route secrets through `env` (tests inject it).
+    pub fn from_settings_with_env(
+        settings: Settings,
+        prefect_auth: PrefectAuth,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
         let mut issues = check_settings(&settings);
-        let routes = match compile_routes(&settings.routes, settings.server.max_body_bytes) {
+        for (i, raw) in settings.server.trusted_proxies.iter().enumerate() {
+            if let Err(message) = parse_network(raw) {
+                issues.push(ConfigIssue {
+                    path: format!("server.trusted_proxies[{i}]"),
+                    message,
+                });
+            }
+        }
+        let routes = match compile_routes(&settings.routes, settings.server.max_body_bytes, env) {
             Ok(routes) => Some(routes),
             Err(route_issues) => {
                 issues.extend(route_issues);

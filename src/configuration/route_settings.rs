@@ -11,8 +11,11 @@ use serde::Deserialize;
 pub struct RouteSettings {
     /// Target deployment, `flow-name/deployment-name`.
     pub deployment: String,
-    /// Authentication; only `none` so far, and it must be said explicitly.
-    pub auth: String,
+    /// Authentication: `"none"` (said explicitly) or a table, see `AuthSettings`.
+    pub auth: serde_json::Value,
+    /// Client networks allowed to call this route (CIDRs); empty allows all.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
     /// Accepted media types: `application/json`, `application/x-www-form-urlencoded`.
     #[serde(default = "default_content_types")]
     pub content_types: Vec<String>,
@@ -70,4 +73,49 @@ fn default_content_types() -> Vec<String> {
 
 fn default_unknown_fields() -> String {
     "reject".into()
+}
+
+/// `auth = { type = "bearer" | "hmac", … }` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `none`, `bearer` or `hmac`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For hmac: github, stripe, standard-webhooks, shopify, slack or generic.
+    pub scheme: Option<String>,
+    /// For hmac: the signing secrets (several during rotation).
+    #[serde(default)]
+    pub secrets: Vec<SecretRef>,
+    /// For bearer: the accepted tokens.
+    #[serde(default)]
+    pub tokens: Vec<SecretRef>,
+    /// Replay window for timestamped schemes, both ways, in seconds (default 300).
+    pub tolerance_secs: Option<u64>,
+    /// generic: the signature header.
+    pub header: Option<String>,
+    /// generic: sha256 (default) or sha512.
+    pub algorithm: Option<String>,
+    /// generic: hex (default) or base64.
+    pub encoding: Option<String>,
+    /// generic: text before the signature, e.g. "sha256=".
+    pub prefix: Option<String>,
+    /// generic: what is signed, e.g. "{timestamp}.{body}" (default: the body).
+    pub signed_content: Option<String>,
+    /// generic: header carrying the signed timestamp (Unix seconds).
+    pub timestamp_header: Option<String>,
+    /// generic: header carrying the delivery id.
+    pub id_header: Option<String>,
+}
+
+/// Where a secret comes from: an environment variable or a file, never the config itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the environment variable holding the secret.
+    pub env: Option<String>,
+    /// Path of a file holding the secret (trailing newline ignored).
+    pub file: Option<String>,
+    /// RFC 3339 UTC time after which the secret no longer verifies, e.g. "2026-12-31T00:00:00Z".
+    pub expires: Option<String>,
 }

@@ -35,6 +35,12 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Seconds to let in-flight requests finish on SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Proxies (CIDRs) whose X-Forwarded-For / Forwarded headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a verified delivery id is remembered, so a redelivery gets the first outcome.
+    pub delivery_memory_secs: u64,
+    /// Most delivery ids remembered.
+    pub delivery_memory_capacity: u64,
 }
 
 impl Default for ServerSettings {
@@ -44,6 +50,9 @@ impl Default for ServerSettings {
             port: 8080,
             max_body_bytes: 64 * 1024,
             shutdown_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+            delivery_memory_secs: 7 * 24 * 3600,
+            delivery_memory_capacity: 200_000,
         }
     }
 }

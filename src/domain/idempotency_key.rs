@@ -14,6 +14,7 @@ pub struct IdempotencyKey(KeySource);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KeySource {
     Client(String),
+    Delivery(String),
     Content(String),
 }
 
@@ -42,6 +43,11 @@ impl IdempotencyKey {
         Ok(Self(KeySource::Client(raw.to_owned())))
     }
 
+    /// The verified delivery id of a partner's webhook (its redeliveries carry the same id).
+    pub fn from_delivery(delivery_id: &str) -> Self {
+        Self(KeySource::Delivery(delivery_id.to_owned()))
+    }
+
     /// Derives a key from the route and the canonical JSON of the flow parameters.
     pub fn from_content(route: &RouteName, canonical_payload: &[u8]) -> Self {
         let mut hasher = Sha256::new();
@@ -56,6 +62,7 @@ impl IdempotencyKey {
     pub fn namespaced(&self, deployment: &DeploymentRef, route: &RouteName) -> String {
         match &self.0 {
             KeySource::Client(k) => format!("flowgate:{deployment}:{route}:key:{k}"),
+            KeySource::Delivery(d) => format!("flowgate:{deployment}:{route}:delivery:{d}"),
             KeySource::Content(h) => format!("flowgate:{deployment}:{route}:sha256:{h}"),
         }
     }
@@ -65,6 +72,7 @@ impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             KeySource::Client(k) => write!(f, "key:{k}"),
+            KeySource::Delivery(d) => write!(f, "delivery:{d}"),
             KeySource::Content(h) => write!(f, "sha256:{h}"),
         }
     }

@@ -22,12 +22,14 @@ pub struct FlowRunPlan {
     pub idempotency_key: IdempotencyKey,
 }
 
-/// `idempotency_header` is the sender's `Idempotency-Key`, if any.
+/// The idempotency key is the sender's `Idempotency-Key` if given, else the verified delivery
+/// id, else a hash of the route and the parameters.
 #[tracing::instrument(name = "stage.map", skip_all, fields(route = %route.name()))]
 pub fn plan_flow_run(
     route: &Arc<Route>,
     fields: &ValidatedFields,
     idempotency_header: Option<&str>,
+    delivery_id: Option<&str>,
     request_id: &RequestId,
 ) -> Result<FlowRunPlan, GatewayError> {
     let mut parameters = Map::new();
@@ -39,9 +41,10 @@ pub fn plan_flow_run(
     for (name, value) in route.constants() {
         parameters.insert(name.clone(), value.clone());
     }
-    let idempotency_key = match idempotency_header {
-        Some(raw) => IdempotencyKey::from_header(raw)?,
-        None => IdempotencyKey::from_content(route.name(), &canonical_json(&parameters)),
+    let idempotency_key = match (idempotency_header, delivery_id) {
+        (Some(raw), _) => IdempotencyKey::from_header(raw)?,
+        (None, Some(id)) => IdempotencyKey::from_delivery(id),
+        (None, None) => IdempotencyKey::from_content(route.name(), &canonical_json(&parameters)),
     };
     let name = route.run_name().map(|template| {
         let route_name = Value::String(route.name().to_string());

@@ -1,12 +1,15 @@
 //! The stages of one request, cheapest first. Each takes the previous stage's type and returns
 //! the next one's, or a `GatewayError` with one stable code.
 //!
-//! route → body → parse → fields → map → resolve → dispatch
+//! route → client → body → verify → dedup → parse → fields → map → resolve → dispatch
 
 pub mod body;
+pub mod client;
+pub mod dedup;
 pub mod dispatch;
 pub mod fields;
 pub mod map;
 pub mod parse;
 pub mod resolve;
 pub mod route;
+pub mod verify;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use ipnet::IpNet;
+
+use super::auth::{compile_auth, EnvLookup};
 use super::field::{FieldKind, FieldRule, Presence};
 use super::template::{RunNameTemplate, BUILTIN_PLACEHOLDERS};
 use super::{ContentKind, Route, RouteTable, UnknownFields};
@@ -30,14 +33,18 @@ impl fmt::Display for ConfigIssue {
 
 /// Collects issues while compiling.
 #[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
+pub(super) struct Issues(Vec<ConfigIssue>);
 
 impl Issues {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigIssue {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -45,12 +52,15 @@ impl Issues {
 pub fn compile_routes(
     routes: &BTreeMap<String, RouteSettings>,
     default_max_body: usize,
+    env: EnvLookup<'_>,
 ) -> Result<RouteTable, Vec<ConfigIssue>> {
     let mut issues = Issues::default();
     let mut table = BTreeMap::new();
     for (name, settings) in routes {
         let path = format!("routes.{name}");
-        if let Some(route) = compile_route(name, settings, default_max_body, &path, &mut issues) {
+        if let Some(route) =
+            compile_route(name, settings, default_max_body, &path, env, &mut issues)
+        {
             table.insert(name.clone(), Arc::new(route));
         }
     }
@@ -66,6 +76,7 @@ fn compile_route(
     s: &RouteSettings,
     default_max_body: usize,
     path: &str,
+    env: EnvLookup<'_>,
     issues: &mut Issues,
 ) -> Option<Route> {
     let before = issues.0.len();
@@ -75,12 +86,17 @@ fn compile_route(
     let deployment = DeploymentRef::parse(&s.deployment)
         .map_err(|e| issues.push(format!("{path}.deployment"), e.to_string()))
         .ok();
-    if s.auth != "none" {
-        issues.push(
-            format!("{path}.auth"),
-            format!("unsupported auth \"{}\"; supported: none", s.auth),
-        );
-    }
+    let auth = compile_auth(&s.auth, path, env, issues);
+    let allow_ips: Vec<IpNet> = s
+        .allow_ips
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            parse_network(raw)
+                .map_err(|e| issues.push(format!("{path}.allow_ips[{i}]"), e))
+                .ok()
+        })
+        .collect();
     let content_types = content_types(&s.content_types, path, issues);
     let unknown_fields = match s.unknown_fields.as_str() {
         "reject" => UnknownFields::Reject,
@@ -127,6 +143,8 @@ fn compile_route(
     Some(Route {
         name: route_name?,
         deployment: deployment?,
+        auth: auth?,
+        allow_ips,
         content_types,
         unknown_fields,
         max_body_bytes,
@@ -335,4 +353,11 @@ fn check_bounds(kind: FieldKind, f: &FieldSettings, path: &str, issues: &mut Iss
             issues.push(format!("{path}.min_length"), "is greater than max_length");
         }
     }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).
+pub fn parse_network(raw: &str) -> Result<IpNet, String> {
+    raw.parse::<IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("\"{raw}\" is not an IP address or CIDR network"))
 }

@@ -1,5 +1,6 @@
 //! The checked route table: what `POST /hooks/{route}` does for each route.
 
+mod auth;
 mod compile;
 mod field;
 mod template;
@@ -11,7 +12,8 @@ use serde_json::Value;
 
 use crate::domain::{DeploymentRef, RouteName};
 
-pub use compile::{compile_routes, ConfigIssue};
+pub use auth::{EnvLookup, RouteAuth, DEFAULT_TOLERANCE_SECS};
+pub use compile::{compile_routes, parse_network, ConfigIssue};
 pub use field::{FieldKind, FieldRule, Presence};
 pub use template::{RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
 
@@ -53,6 +55,8 @@ pub enum UnknownFields {
 pub struct Route {
     pub(crate) name: RouteName,
     pub(crate) deployment: DeploymentRef,
+    pub(crate) auth: RouteAuth,
+    pub(crate) allow_ips: Vec<ipnet::IpNet>,
     pub(crate) content_types: Vec<ContentKind>,
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) max_body_bytes: usize,
@@ -69,6 +73,15 @@ impl Route {
 
     pub fn deployment(&self) -> &DeploymentRef {
         &self.deployment
+    }
+
+    pub fn auth(&self) -> &RouteAuth {
+        &self.auth
+    }
+
+    /// Client networks allowed to call; empty allows all.
+    pub fn allow_ips(&self) -> &[ipnet::IpNet] {
+        &self.allow_ips
     }
 
     pub fn content_types(&self) -> &[ContentKind] {

@@ -1,19 +1,24 @@
 //! `POST /hooks/{route}`: one line per pipeline stage.
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
 use crate::error::{ApiError, GatewayError};
 use crate::pipeline::body::read_body;
+use crate::pipeline::client::{check_allowed, client_ip};
+use crate::pipeline::dedup::delivery_key;
 use crate::pipeline::dispatch::{dispatch, Dispatched, RunStatus};
 use crate::pipeline::fields::validate_fields;
 use crate::pipeline::map::plan_flow_run;
 use crate::pipeline::parse::parse_body;
 use crate::pipeline::route::{content_kind, find_route};
+use crate::pipeline::verify::{unix_now, verify};
 use crate::prefect::Deadline;
 use crate::request_id::RequestId;
+use crate::route_table::{ContentKind, Route};
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -38,14 +43,59 @@ async fn handle(
     request_id: &RequestId,
 ) -> Result<HttpResponse, GatewayError> {
     let route = find_route(&state.routes, route_name)?;
+    let client = client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers(),
+        &state.trusted_proxies,
+    );
+    check_allowed(&route, client)?;
     let kind = content_kind(&route, req.headers())?;
     let body = read_body(req.headers(), payload, route.max_body_bytes()).await?;
-    let input = parse_body(kind, &body)?;
-    let fields = validate_fields(&route, input)?;
-    let plan = plan_flow_run(&route, &fields, idempotency_header(req)?, request_id)?;
-    let deadline = Deadline::after(state.request_budget);
-    let run = dispatch(&plan, &state.resolver, &state.prefect, deadline).await?;
-    Ok(accepted(run, request_id))
+    let verified = verify(&route, req.headers(), &body, unix_now())?;
+    let request = Accepted {
+        route: &route,
+        kind,
+        body,
+        idempotency_key: idempotency_header(req)?,
+        request_id,
+    };
+    let run = match delivery_key(&route, &verified, &request.body) {
+        Some(id) => {
+            let first = request.run(state, Some(&id));
+            state.deliveries.once(route.name(), &id, first).await?
+        }
+        None => request.run(state, None).await?,
+    };
+    Ok(answer(run, request_id))
+}
+
+/// A request that passed the wire checks and authentication.
+struct Accepted<'a> {
+    route: &'a std::sync::Arc<Route>,
+    kind: ContentKind,
+    body: Bytes,
+    idempotency_key: Option<&'a str>,
+    request_id: &'a RequestId,
+}
+
+impl Accepted<'_> {
+    async fn run(
+        &self,
+        state: &AppState,
+        delivery_id: Option<&str>,
+    ) -> Result<Dispatched, GatewayError> {
+        let input = parse_body(self.kind, &self.body)?;
+        let fields = validate_fields(self.route, input)?;
+        let plan = plan_flow_run(
+            self.route,
+            &fields,
+            self.idempotency_key,
+            delivery_id,
+            self.request_id,
+        )?;
+        let deadline = Deadline::after(state.request_budget);
+        dispatch(&plan, &state.resolver, &state.prefect, deadline).await
+    }
 }
 
 fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
@@ -59,19 +109,19 @@ fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
 }
 
 #[derive(Serialize)]
-struct Accepted<'a> {
+struct Answer<'a> {
     status: &'static str,
     flow_run_id: uuid::Uuid,
     request_id: &'a str,
 }
 
 /// 202 `created` for a new run; 200 `duplicate` when the key matched an existing run.
-fn accepted(run: Dispatched, request_id: &RequestId) -> HttpResponse {
+fn answer(run: Dispatched, request_id: &RequestId) -> HttpResponse {
     let (status, word) = match run.status {
         RunStatus::Created => (StatusCode::ACCEPTED, "created"),
         RunStatus::Duplicate => (StatusCode::OK, "duplicate"),
     };
-    HttpResponse::build(status).json(Accepted {
+    HttpResponse::build(status).json(Answer {
         status: word,
         flow_run_id: run.flow_run_id,
         request_id: request_id.as_str(),
