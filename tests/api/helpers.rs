@@ -66,16 +66,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 }
 
 pub async fn spawn_app_with_auth(settings: Settings, auth: PrefectAuth) -> TestApp {
-    let config = Configuration::from_settings(settings, auth).expect("settings are valid");
-    let app = Application::build(config).expect("application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        handle,
-    }
+    start(Configuration::from_settings(settings, auth).expect("settings are valid"))
 }
 
 impl TestApp {
@@ -214,4 +205,82 @@ pub fn error_fields(body: &Value) -> Vec<String> {
         .collect();
     fields.sort();
     fields
+}
+
+/// The shipped config plus `extra` TOML (more routes), for a mock Prefect.
+pub fn settings_with(prefect_api: &str, extra: &str) -> Settings {
+    let shipped = std::fs::read_to_string(repo_path("config/default.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("test.toml");
+    std::fs::write(&file, format!("{shipped}\n{extra}")).unwrap();
+    let mut settings = read_settings(&file).expect("test config reads");
+    settings.server.port = 0;
+    settings.prefect.api_url = prefect_api.to_owned();
+    settings.prefect.retry_base_delay_ms = 1;
+    settings.prefect.retry_max_delay_ms = 5;
+    settings
+}
+
+/// Starts the app with route secrets looked up in `env` instead of the process environment.
+pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> TestApp {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lookup = move |name: &str| env.get(name).cloned();
+    let config = Configuration::from_settings_with_env(settings, PrefectAuth::None, &lookup)
+        .expect("settings are valid");
+    start(config)
+}
+
+fn start(config: Configuration) -> TestApp {
+    let app = Application::build(config).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        handle,
+    }
+}
+
+/// A mock Prefect for partner routes: deployment declares `event`; creates expected `creates` times.
+pub async fn partner_prefect(creates: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(DEPLOYMENT_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(deployment_body(
+            "21e9741f-0000-4000-8000-0000000000aa",
+            &["event"],
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(CREATE_PATH_REGEX))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(flow_run_body("e72bf8dd-0000-4000-8000-0000000000aa")),
+        )
+        .expect(creates)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Posts `body` with `headers` to `/hooks/{route}`.
+pub async fn post_signed(
+    app: &TestApp,
+    route: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/hooks/{route}", app.address))
+        .body(body.to_vec());
+    for (k, v) in headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    request.send().await.expect("request sent")
 }
