@@ -482,7 +482,7 @@ event = { type = "string" }
     assert_eq!(refused.headers()["www-authenticate"], "Bearer");
     problem(refused, 401, "invalid_token").await;
     problem(
-        post_signed(&app, "trigger", &[json.clone()], body).await,
+        post_signed(&app, "trigger", std::slice::from_ref(&json), body).await,
         401,
         "invalid_token",
     )

@@ -105,3 +105,101 @@ fn environment_variables_override_file_keys() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("server.port"), "{stderr}");
 }
+
+/// Secrets for every route of config/examples/partners.toml, and a copy of it whose Shopify
+/// secret file exists.
+fn partner_example(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, Vec<(&'static str, &'static str)>) {
+    let secret_file = dir.join("shopify_app_secret");
+    std::fs::write(&secret_file, "shop-secret\n").unwrap();
+    let text = std::fs::read_to_string(repo_path("config/examples/partners.toml"))
+        .unwrap()
+        .replace(
+            "/run/secrets/shopify_app_secret",
+            secret_file.to_str().unwrap(),
+        );
+    let file = dir.join("partners.toml");
+    std::fs::write(&file, text).unwrap();
+    let env = vec![
+        ("GITHUB_WEBHOOK_SECRET", "gh-secret"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_new"),
+        ("STRIPE_WEBHOOK_SECRET_OLD", "whsec_old"),
+        (
+            "ORDERS_WEBHOOK_SECRET",
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        ),
+        ("SLACK_SIGNING_SECRET", "slack-secret"),
+        ("PARTNER_WEBHOOK_SECRET", "partner-secret"),
+        ("BACKEND_TRIGGER_TOKEN", "token"),
+    ];
+    (file, env)
+}
+
+#[test]
+fn the_partner_examples_check_with_their_secrets_and_name_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, env) = partner_example(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for route in [
+        "github-push",
+        "stripe-events",
+        "orders-svix",
+        "shopify-orders",
+        "slack-command",
+        "partner-generic",
+        "connector-trigger",
+    ] {
+        assert!(stdout.contains(route), "{route} missing from:\n{stdout}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .envs(
+            env.iter()
+                .copied()
+                .filter(|(k, _)| *k != "SLACK_SIGNING_SECRET"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("routes.slack-command.auth.secrets[0].env: environment variable SLACK_SIGNING_SECRET is not set"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("gh-secret"),
+        "no secret in errors: {stderr}"
+    );
+}
+
+#[test]
+fn a_misspelt_auth_key_is_named_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.toml");
+    std::fs::write(
+        &file,
+        "[routes.gh]\ndeployment = \"f/d\"\nauth = { type = \"hmac\", scheme = \"github\", secret = [{ env = \"X\" }] }\n",
+    )
+    .unwrap();
+    let out = check_config(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("routes.gh.auth.secret: unknown field `secret`"),
+        "{stderr}"
+    );
+}

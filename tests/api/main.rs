@@ -8,5 +8,7 @@ mod e2e;
 mod faults;
 mod health;
 mod helpers;
+mod logs;
 mod rejections;
 mod resolution;
+mod sign;
