@@ -51,6 +51,18 @@ pub enum GatewayError {
     /// 403 `ip_not_allowed`: the client address is not on the route's allow-list.
     #[error("this client address may not call this route")]
     IpNotAllowed,
+    /// 403 `origin_not_allowed`: a CORS preflight from an origin (or for a method/header) the route does not allow.
+    #[error("this origin may not call this route from a browser")]
+    OriginNotAllowed,
+    /// 408 `request_timeout`: the body did not arrive in time.
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
+    /// 429 `rate_limited` + Retry-After.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 400 `body_too_complex`: JSON nested too deep, or too many fields.
+    #[error("the body is too complex: {0}")]
+    BodyTooComplex(String),
     /// 400 `invalid_idempotency_key`.
     #[error("{0}")]
     InvalidIdempotencyKey(#[from] IdempotencyKeyError),
@@ -81,12 +93,16 @@ impl GatewayError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MalformedBody(_) | Self::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedBody(_) | Self::BodyTooComplex(_) | Self::InvalidIdempotencyKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::MissingSignature(_)
             | Self::InvalidSignature
             | Self::TimestampOutOfWindow { .. }
             | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::IpNotAllowed => StatusCode::FORBIDDEN,
+            Self::IpNotAllowed | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ValidationFailed(_) | Self::ParametersRejected(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -107,12 +123,16 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MalformedBody(_) => "malformed_body",
+            Self::BodyTooComplex(_) => "body_too_complex",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::MissingSignature(_) => "missing_signature",
             Self::InvalidSignature => "invalid_signature",
             Self::TimestampOutOfWindow { .. } => "timestamp_out_of_window",
             Self::InvalidToken => "invalid_token",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ValidationFailed(_) => "validation_failed",
             Self::ParametersRejected(_) => "parameters_rejected",
             Self::DeploymentNotFound(_) => "deployment_not_found",
@@ -126,6 +146,7 @@ impl GatewayError {
         match self {
             Self::DeploymentNotFound(_) => Some(RETRY_AFTER_DEPLOYMENT_SECS),
             Self::UpstreamUnavailable(_) => Some(RETRY_AFTER_UNAVAILABLE_SECS),
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }

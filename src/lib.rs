@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod pipeline;
 pub mod prefect;
+pub mod ratelimit;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;

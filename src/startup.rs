@@ -1,20 +1,25 @@
 //! `Application::build` binds the listener (port 0 allowed) and wires the state; tests start
 //! the very same application.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Configuration;
 use crate::pipeline::dedup::DeliveryMemory;
+use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
 use crate::pipeline::verify::unix_now;
 use crate::prefect::PrefectClient;
+use crate::ratelimit::KeyedLimiter;
 use crate::request_id::request_id_middleware;
 use crate::route_table::parse_network;
+use crate::route_table::RouteTable;
 use crate::routes::{fallback, health, hooks};
 use crate::state::AppState;
 
@@ -53,6 +58,11 @@ impl Application {
             s.prefect.deployment_cache_ttl(),
             s.prefect.deployment_cache_capacity,
         );
+        let client_limiter = s
+            .limits
+            .per_ip
+            .and_then(|l| l.quota())
+            .map(|quota| Arc::new(KeyedLimiter::new(quota)));
         let trusted_proxies = s
             .server
             .trusted_proxies
@@ -68,8 +78,19 @@ impl Application {
                 s.server.delivery_memory_capacity,
             ),
             trusted_proxies,
+            client_limiter: client_limiter.clone(),
+            body_limits: BodyLimits {
+                max_depth: s.limits.max_json_depth,
+                max_fields: s.limits.max_fields,
+            },
+            body_timeout: Duration::from_millis(s.server.body_timeout_ms),
             request_budget: s.prefect.request_budget(),
         });
+        spawn_eviction(
+            &client_limiter,
+            &config.routes,
+            Duration::from_secs(s.limits.evict_every_secs),
+        );
         warn_about_rotations(&config);
         let server = HttpServer::new(move || {
             App::new()
@@ -80,11 +101,14 @@ impl Application {
                 .service(
                     web::resource("/hooks/{route}")
                         .route(web::post().to(hooks::receive))
+                        .route(web::method(Method::OPTIONS).to(hooks::preflight))
                         .default_service(web::to(fallback::hooks_method_not_allowed)),
                 )
                 .default_service(web::to(fallback::not_found))
         })
         .shutdown_timeout(s.server.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_millis(s.server.client_request_timeout_ms))
+        .max_connections(s.server.max_connections)
         .listen(listener)
         .map_err(bind_error)?
         .run();
@@ -117,4 +141,31 @@ fn warn_about_rotations(config: &Configuration) {
             tracing::warn!(route = %route.name(), ?labels, "several secrets are active; finish the rotation by removing or expiring the old one");
         }
     }
+}
+
+/// Evicts idle rate-limit keys every `every`, for as long as the limiters exist.
+fn spawn_eviction(
+    client: &Option<Arc<KeyedLimiter<IpAddr>>>,
+    routes: &Arc<RouteTable>,
+    every: Duration,
+) {
+    let client: Option<Weak<KeyedLimiter<IpAddr>>> = client.as_ref().map(Arc::downgrade);
+    let routes = Arc::downgrade(routes);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let (Some(routes), client) =
+                (routes.upgrade(), client.as_ref().and_then(Weak::upgrade))
+            else {
+                return;
+            };
+            let keys = client.map_or(0, |l| l.evict_idle());
+            routes.iter().filter_map(|r| r.limiter()).for_each(|l| {
+                l.evict_idle();
+            });
+            tracing::debug!(client_keys = keys, "evicted idle rate-limit keys");
+        }
+    });
 }

@@ -3,7 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
+
+use crate::pipeline::parse::BodyLimits;
+use crate::ratelimit::KeyedLimiter;
 
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::resolve::DeploymentResolver;
@@ -17,6 +22,11 @@ pub struct AppState {
     pub deliveries: DeliveryMemory,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Per client address, before authentication.
+    pub client_limiter: Option<Arc<KeyedLimiter<IpAddr>>>,
+    pub body_limits: BodyLimits,
+    /// How long a sender may take to send the body.
+    pub body_timeout: Duration,
     /// How long a sender may wait for dispatch, retries included.
     pub request_budget: Duration,
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::ratelimit::LimitSettings;
+
 /// One route: `POST /hooks/{name}` → a Prefect deployment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +18,12 @@ pub struct RouteSettings {
     /// Client networks allowed to call this route (CIDRs); empty allows all.
     #[serde(default)]
     pub allow_ips: Vec<String>,
+    /// Rate of this route as a whole, after authentication.
+    pub limit: Option<LimitSettings>,
+    /// Cross-origin access for browsers (website forms).
+    pub cors: Option<CorsSettings>,
+    /// A field real users never fill; a request that fills it gets 202 and starts nothing.
+    pub honeypot: Option<String>,
     /// Accepted media types: `application/json`, `application/x-www-form-urlencoded`.
     #[serde(default = "default_content_types")]
     pub content_types: Vec<String>,
@@ -118,4 +126,25 @@ pub struct SecretRef {
     pub file: Option<String>,
     /// RFC 3339 UTC time after which the secret no longer verifies, e.g. "2026-12-31T00:00:00Z".
     pub expires: Option<String>,
+}
+
+/// CORS for a route called from browsers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins allowed, e.g. "https://www.example.com"; "*" allows any (not with credentials).
+    pub allowed_origins: Vec<String>,
+    /// Extra request headers a browser may send (Content-Type and Idempotency-Key always may).
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// Whether browsers may send cookies / credentials.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache the preflight answer.
+    #[serde(default = "default_cors_max_age")]
+    pub max_age_secs: u64,
+}
+
+fn default_cors_max_age() -> u64 {
+    600
 }

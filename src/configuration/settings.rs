@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::route_settings::RouteSettings;
+use crate::ratelimit::LimitSettings;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -18,6 +19,8 @@ pub struct Settings {
     pub prefect: PrefectSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub limits: LimitsSettings,
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
@@ -41,6 +44,12 @@ pub struct ServerSettings {
     pub delivery_memory_secs: u64,
     /// Most delivery ids remembered.
     pub delivery_memory_capacity: u64,
+    /// Milliseconds a client has to send the request head (408 after).
+    pub client_request_timeout_ms: u64,
+    /// Milliseconds a client has to send the whole body (408 request_timeout after).
+    pub body_timeout_ms: u64,
+    /// Most concurrent connections per worker thread.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +62,9 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             delivery_memory_secs: 7 * 24 * 3600,
             delivery_memory_capacity: 200_000,
+            client_request_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -135,4 +147,32 @@ impl Default for TelemetrySettings {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// Abuse protection shared by all routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// Per client address, before authentication; absent disables it.
+    pub per_ip: Option<LimitSettings>,
+    /// Seconds between evictions of idle rate-limit keys.
+    pub evict_every_secs: u64,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Most fields (JSON object members anywhere, or form pairs) in one body.
+    pub max_fields: usize,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            per_ip: Some(LimitSettings {
+                per_minute: 120,
+                burst: 30,
+            }),
+            evict_every_secs: 30,
+            max_json_depth: 16,
+            max_fields: 200,
+        }
+    }
 }

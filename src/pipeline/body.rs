@@ -6,8 +6,20 @@ use futures_util::StreamExt;
 
 use crate::error::GatewayError;
 
+/// Reads the body within `timeout`, else 408 `request_timeout` (a slow sender holds no slot forever).
 #[tracing::instrument(name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
+    headers: &HeaderMap,
+    payload: Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    tokio::time::timeout(timeout, read_limited(headers, payload, limit))
+        .await
+        .map_err(|_| GatewayError::RequestTimeout(timeout.as_millis() as u64))?
+}
+
+async fn read_limited(
     headers: &HeaderMap,
     mut payload: Payload,
     limit: usize,

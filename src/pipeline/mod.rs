@@ -1,15 +1,19 @@
 //! The stages of one request, cheapest first. Each takes the previous stage's type and returns
 //! the next one's, or a `GatewayError` with one stable code.
 //!
-//! route → client → body → verify → dedup → parse → fields → map → resolve → dispatch
+//! client → limit → route → content type → body → verify → limit → dedup → parse → honeypot →
+//! fields → map → resolve → dispatch
 
 pub mod body;
 pub mod client;
+pub mod cors;
 pub mod dedup;
 pub mod dispatch;
 pub mod fields;
+pub mod honeypot;
 pub mod map;
 pub mod parse;
+pub mod ratelimit;
 pub mod resolve;
 pub mod route;
 pub mod verify;

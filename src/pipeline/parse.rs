@@ -8,12 +8,76 @@ use crate::route_table::ContentKind;
 /// Input fields as sent: JSON values, or strings for a form.
 pub type InputFields = Map<String, Value>;
 
+/// How complex a body may be, whatever its size.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_depth: usize,
+    pub max_fields: usize,
+}
+
 #[tracing::instrument(name = "stage.parse", skip_all, fields(kind = ?kind))]
-pub fn parse_body(kind: ContentKind, body: &[u8]) -> Result<InputFields, GatewayError> {
+pub fn parse_body(
+    kind: ContentKind,
+    body: &[u8],
+    limits: BodyLimits,
+) -> Result<InputFields, GatewayError> {
     match kind {
-        ContentKind::Json => parse_json(body),
-        ContentKind::Form => parse_form(body),
+        ContentKind::Json => {
+            check_json_shape(body, limits)?;
+            parse_json(body)
+        }
+        ContentKind::Form => {
+            let fields = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
+            if fields > limits.max_fields {
+                return Err(GatewayError::BodyTooComplex(format!(
+                    "more than {} fields",
+                    limits.max_fields
+                )));
+            }
+            parse_form(body)
+        }
     }
+}
+
+/// Scans the raw JSON (outside strings) for nesting depth and member count before any parser
+/// allocates for it.
+fn check_json_shape(body: &[u8], limits: BodyLimits) -> Result<(), GatewayError> {
+    let (mut depth, mut members, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for (at, &b) in body.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limits.max_depth {
+                    return Err(GatewayError::BodyTooComplex(format!(
+                        "nesting deeper than {} levels at byte {at}",
+                        limits.max_depth
+                    )));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' => {
+                members += 1;
+                if members > limits.max_fields {
+                    return Err(GatewayError::BodyTooComplex(format!(
+                        "more than {} fields",
+                        limits.max_fields
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_json(body: &[u8]) -> Result<InputFields, GatewayError> {
@@ -56,6 +120,46 @@ fn parse_form(body: &[u8]) -> Result<InputFields, GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: BodyLimits = BodyLimits {
+        max_depth: 4,
+        max_fields: 5,
+    };
+
+    fn parse_body(kind: ContentKind, body: &[u8]) -> Result<InputFields, GatewayError> {
+        super::parse_body(kind, body, LIMITS)
+    }
+
+    fn too_complex(r: Result<InputFields, GatewayError>) -> String {
+        match r {
+            Err(GatewayError::BodyTooComplex(m)) => m,
+            other => panic!("expected body_too_complex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn depth_and_field_count_are_capped_before_parsing() {
+        assert!(parse_body(ContentKind::Json, br#"{"a":{"b":{"c":[1]}}}"#).is_ok());
+        assert_eq!(
+            too_complex(parse_body(ContentKind::Json, br#"{"a":{"b":{"c":[[1]]}}}"#)),
+            "nesting deeper than 4 levels at byte 16"
+        );
+        assert!(
+            parse_body(ContentKind::Json, br#"{"a":"{{{{{{{{:::::::\"{{{{"}"#).is_ok(),
+            "brackets in strings do not count"
+        );
+        assert_eq!(
+            too_complex(parse_body(
+                ContentKind::Json,
+                br#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}"#
+            )),
+            "more than 5 fields"
+        );
+        assert_eq!(
+            too_complex(parse_body(ContentKind::Form, b"a=1&b=2&c=3&d=4&e=5&f=6")),
+            "more than 5 fields"
+        );
+    }
 
     fn malformed(r: Result<InputFields, GatewayError>) -> String {
         match r {

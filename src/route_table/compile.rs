@@ -9,11 +9,13 @@ use regex::Regex;
 use ipnet::IpNet;
 
 use super::auth::{compile_auth, EnvLookup};
+use super::cors::compile_cors;
 use super::field::{FieldKind, FieldRule, Presence};
 use super::template::{RunNameTemplate, BUILTIN_PLACEHOLDERS};
 use super::{ContentKind, Route, RouteTable, UnknownFields};
 use crate::configuration::{FieldSettings, RouteSettings};
 use crate::domain::{DeploymentRef, RouteName};
+use crate::ratelimit::KeyedLimiter;
 
 /// Largest body a route may accept.
 const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -124,6 +126,28 @@ fn compile_route(
             );
         }
     }
+    let limiter = s.limit.as_ref().and_then(|l| match l.quota() {
+        Some(quota) => Some(KeyedLimiter::new(quota)),
+        None => {
+            issues.push(
+                format!("{path}.limit"),
+                "per_minute and burst must be at least 1",
+            );
+            None
+        }
+    });
+    let cors = s
+        .cors
+        .as_ref()
+        .and_then(|c| compile_cors(c, &format!("{path}.cors"), issues));
+    if let Some(field) = &s.honeypot {
+        if field.is_empty() || s.fields.contains_key(field) {
+            issues.push(
+                format!("{path}.honeypot"),
+                "must name a field that is not one of the route's fields",
+            );
+        }
+    }
     let fields: Vec<FieldRule> = s
         .fields
         .iter()
@@ -145,6 +169,9 @@ fn compile_route(
         deployment: deployment?,
         auth: auth?,
         allow_ips,
+        limiter,
+        cors,
+        honeypot: s.honeypot.clone(),
         content_types,
         unknown_fields,
         max_body_bytes,

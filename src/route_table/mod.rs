@@ -2,6 +2,7 @@
 
 mod auth;
 mod compile;
+mod cors;
 mod field;
 mod template;
 
@@ -14,6 +15,7 @@ use crate::domain::{DeploymentRef, RouteName};
 
 pub use auth::{EnvLookup, RouteAuth, DEFAULT_TOLERANCE_SECS};
 pub use compile::{compile_routes, parse_network, ConfigIssue};
+pub use cors::CorsPolicy;
 pub use field::{FieldKind, FieldRule, Presence};
 pub use template::{RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
 
@@ -57,6 +59,9 @@ pub struct Route {
     pub(crate) deployment: DeploymentRef,
     pub(crate) auth: RouteAuth,
     pub(crate) allow_ips: Vec<ipnet::IpNet>,
+    pub(crate) limiter: Option<crate::ratelimit::KeyedLimiter<()>>,
+    pub(crate) cors: Option<CorsPolicy>,
+    pub(crate) honeypot: Option<String>,
     pub(crate) content_types: Vec<ContentKind>,
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) max_body_bytes: usize,
@@ -82,6 +87,20 @@ impl Route {
     /// Client networks allowed to call; empty allows all.
     pub fn allow_ips(&self) -> &[ipnet::IpNet] {
         &self.allow_ips
+    }
+
+    /// The route's own rate, after authentication.
+    pub fn limiter(&self) -> Option<&crate::ratelimit::KeyedLimiter<()>> {
+        self.limiter.as_ref()
+    }
+
+    pub fn cors(&self) -> Option<&CorsPolicy> {
+        self.cors.as_ref()
+    }
+
+    /// The field real users never fill.
+    pub fn honeypot(&self) -> Option<&str> {
+        self.honeypot.as_deref()
     }
 
     pub fn content_types(&self) -> &[ContentKind] {

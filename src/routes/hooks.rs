@@ -1,19 +1,24 @@
-//! `POST /hooks/{route}`: one line per pipeline stage.
+//! `POST /hooks/{route}`: one line per pipeline stage. `OPTIONS`: the CORS preflight.
+
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
-use crate::error::{ApiError, GatewayError};
+use crate::error::GatewayError;
 use crate::pipeline::body::read_body;
 use crate::pipeline::client::{check_allowed, client_ip};
+use crate::pipeline::cors;
 use crate::pipeline::dedup::delivery_key;
 use crate::pipeline::dispatch::{dispatch, Dispatched, RunStatus};
 use crate::pipeline::fields::validate_fields;
+use crate::pipeline::honeypot::take_honeypot;
 use crate::pipeline::map::plan_flow_run;
 use crate::pipeline::parse::parse_body;
+use crate::pipeline::ratelimit::{check_client, check_route};
 use crate::pipeline::route::{content_kind, find_route};
 use crate::pipeline::verify::{unix_now, verify};
 use crate::prefect::Deadline;
@@ -29,10 +34,25 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
     request_id: RequestId,
-) -> Result<HttpResponse, ApiError> {
-    handle(&req, &route, payload, &state, &request_id)
-        .await
-        .map_err(|e| e.with_request_id(&request_id))
+) -> HttpResponse {
+    let found = state.routes.get(&route);
+    let mut response = match handle(&req, &route, payload, &state, &request_id).await {
+        Ok(response) => response,
+        Err(e) => e.with_request_id(&request_id).error_response(),
+    };
+    cors::decorate(found.as_deref(), req.headers(), &mut response);
+    response
+}
+
+pub async fn preflight(
+    req: HttpRequest,
+    route: web::Path<String>,
+    state: web::Data<AppState>,
+    request_id: RequestId,
+) -> HttpResponse {
+    find_route(&state.routes, &route)
+        .and_then(|route| cors::preflight(&route, req.headers()))
+        .unwrap_or_else(|e| e.with_request_id(&request_id).error_response())
 }
 
 async fn handle(
@@ -42,16 +62,24 @@ async fn handle(
     state: &AppState,
     request_id: &RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    let route = find_route(&state.routes, route_name)?;
     let client = client_ip(
         req.peer_addr().map(|a| a.ip()),
         req.headers(),
         &state.trusted_proxies,
     );
+    check_client(state.client_limiter.as_deref(), client)?;
+    let route = find_route(&state.routes, route_name)?;
     check_allowed(&route, client)?;
     let kind = content_kind(&route, req.headers())?;
-    let body = read_body(req.headers(), payload, route.max_body_bytes()).await?;
+    let body = read_body(
+        req.headers(),
+        payload,
+        route.max_body_bytes(),
+        state.body_timeout,
+    )
+    .await?;
     let verified = verify(&route, req.headers(), &body, unix_now())?;
+    check_route(&route)?;
     let request = Accepted {
         route: &route,
         kind,
@@ -71,7 +99,7 @@ async fn handle(
 
 /// A request that passed the wire checks and authentication.
 struct Accepted<'a> {
-    route: &'a std::sync::Arc<Route>,
+    route: &'a Arc<Route>,
     kind: ContentKind,
     body: Bytes,
     idempotency_key: Option<&'a str>,
@@ -84,7 +112,17 @@ impl Accepted<'_> {
         state: &AppState,
         delivery_id: Option<&str>,
     ) -> Result<Dispatched, GatewayError> {
-        let input = parse_body(self.kind, &self.body)?;
+        let mut input = parse_body(self.kind, &self.body, state.body_limits)?;
+        if take_honeypot(self.route, &mut input) {
+            tracing::info!(
+                code = "honeypot",
+                "honeypot field filled; answered as accepted, nothing started"
+            );
+            return Ok(Dispatched {
+                flow_run_id: uuid::Uuid::new_v4(),
+                status: RunStatus::Created,
+            });
+        }
         let fields = validate_fields(self.route, input)?;
         let plan = plan_flow_run(
             self.route,

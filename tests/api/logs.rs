@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::helpers::*;
 
 const SECRET: &str = "gh-secret-5d1c9e";
+const OLD_SECRET: &str = "gh-old-secret-77aa01";
 const TOKEN: &str = "tok-91ab77f0";
 const BODY_MARKER: &str = "body-marker-3f9a";
 
@@ -39,7 +40,7 @@ level = "debug"
 deployment = "christmas-signup-handler/website"
 content_types = ["application/json"]
 unknown_fields = "drop"
-auth = {{ type = "hmac", scheme = "github", secrets = [{{ env = "GH_SECRET" }}] }}
+auth = {{ type = "hmac", scheme = "github", secrets = [{{ env = "GH_SECRET" }}, {{ env = "GH_SECRET_OLD" }}] }}
 [routes.gh.fields]
 event = {{ type = "string" }}
 [routes.trigger]
@@ -58,6 +59,7 @@ event = {{ type = "string" }}
         .args(["serve", "--config"])
         .arg(&config)
         .env("GH_SECRET", SECRET)
+        .env("GH_SECRET_OLD", OLD_SECRET)
         .env("TRIGGER_TOKEN", TOKEN)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
@@ -144,7 +146,11 @@ event = {{ type = "string" }}
         logs.contains("invalid_signature") && logs.contains("invalid_token"),
         "reason codes are logged"
     );
-    for forbidden in [SECRET, TOKEN, BODY_MARKER, "markes"] {
+    assert!(
+        logs.contains("several secrets are active") && logs.contains("env:GH_SECRET_OLD"),
+        "startup warns about the rotation, naming the sources"
+    );
+    for forbidden in [SECRET, OLD_SECRET, TOKEN, BODY_MARKER, "markes"] {
         assert!(
             !logs.contains(forbidden),
             "{forbidden:?} leaked into the logs:\n{logs}"

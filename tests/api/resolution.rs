@@ -15,6 +15,7 @@ async fn fifty_concurrent_requests_with_a_cold_cache_make_one_lookup() {
     let prefect = happy_prefect(1).await;
     let mut settings = default_settings(&format!("{}/api", prefect.uri()));
     settings.prefect.max_in_flight = 8;
+    settings.limits.per_ip = None;
     let app = spawn_app(settings).await;
 
     let responses = join_all((0..50).map(|i| {
