@@ -2,6 +2,7 @@
 //! Fault cases point it at wiremock; `e2e` points it at a real Prefect server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod auth;
 mod check_config;
 mod e2e;
