@@ -416,7 +416,8 @@ async fn missing_expired_and_future_signatures_have_their_codes() {
         .unwrap()
         .contains("webhook-signature"));
 
-    let mut old = provider_sign("standard-webhooks", secret, "msg_old", now() - 301, body);
+    // An hour off either way; the exact ±300 s boundaries are unit-tested with an injected clock.
+    let mut old = provider_sign("standard-webhooks", secret, "msg_old", now() - 3600, body);
     old.push(("content-type".into(), "application/json".into()));
     let body_old = problem(
         post_signed(&app, "orders", &old, body).await,
@@ -426,7 +427,7 @@ async fn missing_expired_and_future_signatures_have_their_codes() {
     .await;
     assert_eq!(body_old["reason"], "too_old");
 
-    let mut future = provider_sign("standard-webhooks", secret, "msg_new", now() + 301, body);
+    let mut future = provider_sign("standard-webhooks", secret, "msg_new", now() + 3600, body);
     future.push(("content-type".into(), "application/json".into()));
     let body_new = problem(
         post_signed(&app, "orders", &future, body).await,
