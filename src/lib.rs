@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
+pub mod schema_check;
 pub mod sign_command;
 pub mod signature;
 pub mod startup;

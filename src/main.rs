@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use flowgate::configuration::{read_settings, Configuration, DEFAULT_CONFIG_PATH};
 use flowgate::error::error_chain;
 use flowgate::pipeline::verify::unix_now;
+use flowgate::schema_check;
 use flowgate::sign_command::{self, SignRequest};
 use flowgate::startup::Application;
 use flowgate::telemetry;
@@ -187,5 +188,48 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             kinds.join(", ")
         );
     }
+    compare_with_prefect(&config)
+}
+
+/// With Prefect reachable, each route's field rules are compared with its deployment's schema.
+fn compare_with_prefect(config: &Configuration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime to reach Prefect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = match runtime.block_on(schema_check::check_against_prefect(config)) {
+        Ok(reports) => reports,
+        Err(e) => {
+            println!(
+                "note: Prefect at {} is not reachable ({}); field rules not compared with deployment schemas",
+                config.prefect_url,
+                error_chain(&e)
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut failed = false;
+    for report in &reports {
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        for issue in &report.issues {
+            eprintln!("error: {issue}");
+            failed = true;
+        }
+    }
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "Prefect at {}: every route matches its deployment's parameter schema",
+        config.prefect_url
+    );
     ExitCode::SUCCESS
 }

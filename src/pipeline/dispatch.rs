@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::map::FlowRunPlan;
 use super::resolve::DeploymentResolver;
+use super::schema::check_parameters;
 use crate::domain::DeploymentRef;
 use crate::error::GatewayError;
 use crate::prefect::{
@@ -42,6 +43,7 @@ pub async fn dispatch(
             .await
             .map_err(|e| upstream_error(e, target))?;
         let parameters = declared_only(&plan.parameters, &deployment);
+        check_parameters(&deployment, &parameters)?;
         let body = FlowRunCreate {
             parameters: &parameters,
             tags: &plan.tags,

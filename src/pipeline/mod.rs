@@ -16,4 +16,5 @@ pub mod parse;
 pub mod ratelimit;
 pub mod resolve;
 pub mod route;
+pub mod schema;
 pub mod verify;

@@ -7,6 +7,8 @@ mod rejection;
 mod retry;
 
 pub use client::{CreatedRun, PrefectClient};
+#[cfg(test)]
+pub(crate) use dto::DeploymentBody as DeploymentBodyForTests;
 pub use dto::{Deployment, FlowRunCreate};
 pub use error::PrefectError;
 pub use rejection::rejection_reasons;

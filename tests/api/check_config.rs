@@ -203,3 +203,62 @@ fn a_misspelt_auth_key_is_named_with_its_path() {
         "{stderr}"
     );
 }
+
+async fn check_config_against(api: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(repo_path("config/default.toml"))
+        .env("FLOWGATE__PREFECT__API_URL", api)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_prefect_reachable_rules_that_disagree_with_the_schema_are_reported() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let prefect = MockServer::start().await;
+    let mut deployment = crate::helpers::deployment_body(
+        "21e9741f-0000-4000-8000-000000000001",
+        &crate::helpers::SIGNUP_FIELDS,
+    );
+    let schema = &mut deployment["parameter_openapi_schema"];
+    schema["properties"]["gps_score"]["type"] = serde_json::json!("string");
+    schema["properties"]["consent"] = serde_json::json!({"type": "boolean"});
+    schema["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("consent"));
+    Mock::given(method("GET"))
+        .and(path("/api/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(true))
+        .mount(&prefect)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(crate::helpers::DEPLOYMENT_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(deployment))
+        .expect(1)
+        .mount(&prefect)
+        .await;
+
+    let out = check_config_against(&format!("{}/api", prefect.uri())).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("routes.christmas-signup: deployment christmas-signup-handler/website requires parameter \"consent\", which no field or constant provides"), "{stderr}");
+    assert!(stderr.contains("routes.christmas-signup.fields.gps_score.type: \"integer\" sends an integer, but christmas-signup-handler/website declares \"gps_score\" as string"), "{stderr}");
+}
+
+#[tokio::test]
+async fn with_prefect_unreachable_the_comparison_is_skipped_with_a_note() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = check_config_against(&format!("http://127.0.0.1:{closed}/api")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("is not reachable"), "{stdout}");
+}

@@ -197,3 +197,65 @@ async fn the_deployment_really_publishes_the_parameter_schema_the_route_expects(
     assert_eq!(declared, expected);
     assert_eq!(schema["properties"]["assessment_score"]["type"], "integer");
 }
+
+#[tokio::test]
+async fn the_served_flows_published_schema_refuses_a_string_score_at_the_edge() {
+    // A route whose rule lets any text through for assessment_score; the flow declares an int.
+    let api = prefect_api().await;
+    let tag = format!("test:{}", uuid::Uuid::new_v4());
+    let mut settings = shipped_settings(api);
+    let route = settings.routes.get_mut(ROUTE).unwrap();
+    route.tags.push(tag.clone());
+    route.fields.insert(
+        "assessment_score".into(),
+        flowgate::configuration::FieldSettings {
+            kind: "string".into(),
+            required: None,
+            default: None,
+            min: None,
+            max: None,
+            min_length: None,
+            max_length: None,
+            pattern: None,
+            values: None,
+            param: None,
+        },
+    );
+    let app = spawn_app(settings).await;
+    let mut body = signup(&format!("{}@example.com", uuid::Uuid::new_v4().simple()));
+    body["assessment_score"] = json!("very high");
+
+    let refused = problem(
+        app.post_json(ROUTE, &body).await,
+        422,
+        "parameters_rejected",
+    )
+    .await;
+    assert_eq!(
+        refused["errors"],
+        json!([{"field": "assessment_score", "message": "must be of type integer"}])
+    );
+    assert_eq!(count_runs(api, &tag).await, 0, "Prefect was never asked");
+}
+
+#[tokio::test]
+async fn check_config_finds_the_default_routes_match_the_served_flow() {
+    let api = prefect_api().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(repo_path("config/default.toml"))
+        .env("FLOWGATE__PREFECT__API_URL", api)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every route matches its deployment's parameter schema"),
+        "{stdout}"
+    );
+}

@@ -196,6 +196,36 @@ async fn prefects_schema_refusal_is_parameters_rejected_without_echoing_values()
 }
 
 #[tokio::test]
+async fn parameters_the_deployment_schema_refuses_are_stopped_at_the_edge() {
+    // The route allows assessment_score up to 100; the deployment's published schema says 50.
+    let prefect = MockServer::start().await;
+    let mut deployment = deployment_body(DEP_ID, &SIGNUP_FIELDS);
+    deployment["parameter_openapi_schema"]["properties"]["assessment_score"]["maximum"] = json!(50);
+    Mock::given(method("GET"))
+        .and(path(DEPLOYMENT_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(deployment))
+        .mount(&prefect)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&prefect)
+        .await;
+    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+
+    let body = problem(
+        app.post_json(ROUTE, &signup("jo@example.com")).await,
+        422,
+        "parameters_rejected",
+    )
+    .await;
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "assessment_score", "message": "must be at most 50"}])
+    );
+}
+
+#[tokio::test]
 async fn refused_credentials_are_a_bad_gateway_not_a_client_error() {
     let prefect = prefect_with(
         &SIGNUP_FIELDS,

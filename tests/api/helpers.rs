@@ -128,11 +128,16 @@ pub fn signup_form(email: &str) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// A deployment body as Prefect returns it, declaring `params`.
+/// A deployment body as Prefect returns it for the served flow, declaring `params` with the
+/// flow's types (the signup's scores and counts are integers, the rest strings).
 pub fn deployment_body(id: &str, params: &[&str]) -> Value {
     let properties: serde_json::Map<String, Value> = params
         .iter()
-        .map(|p| (p.to_string(), json!({"title": p, "type": "string"})))
+        .map(|p| {
+            let numeric = signup("x@example.com").get(*p).is_some_and(Value::is_i64);
+            let kind = if numeric { "integer" } else { "string" };
+            (p.to_string(), json!({"title": p, "type": kind}))
+        })
         .collect();
     json!({
         "id": id,
