@@ -4,6 +4,8 @@ mod auth;
 mod compile;
 mod cors;
 mod field;
+#[cfg(test)]
+mod field_props;
 mod template;
 
 use std::collections::BTreeMap;
