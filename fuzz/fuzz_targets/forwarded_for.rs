@@ -17,8 +17,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let peer: IpAddr = [127, 0, 0, 1].into();
-    let trusted = ["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+    let trusted = [
+        "127.0.0.1/32".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
     if let Some(ip) = client_ip(Some(peer), &headers, &trusted) {
-        assert!(ip == peer || String::from_utf8_lossy(data).contains(&ip.to_string()) || ip.is_ipv6());
+        assert!(
+            ip == peer || String::from_utf8_lossy(data).contains(&ip.to_string()) || ip.is_ipv6()
+        );
     }
 });

@@ -32,14 +32,37 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = parts.next().unwrap_or_default();
-    let key = SigningKey::from_text("fuzz", &SecretString::from("fuzz-secret-not-in-input"), None);
-    let generic = GenericScheme::new("X-Sig", Algorithm::Sha256, Encoding::Base64, Some("v1="), Some("{timestamp}.{body}"), Some("X-Ts"), None)
-        .map(Scheme::Generic);
-    let request = SignedRequest { headers: &headers, body };
-    for scheme in [Scheme::Github, Scheme::Stripe, Scheme::StandardWebhooks, Scheme::Shopify, Scheme::Slack]
-        .into_iter()
-        .chain(generic)
+    let key = SigningKey::from_text(
+        "fuzz",
+        &SecretString::from("fuzz-secret-not-in-input"),
+        None,
+    );
+    let generic = GenericScheme::new(
+        "X-Sig",
+        Algorithm::Sha256,
+        Encoding::Base64,
+        Some("v1="),
+        Some("{timestamp}.{body}"),
+        Some("X-Ts"),
+        None,
+    )
+    .map(Scheme::Generic);
+    let request = SignedRequest {
+        headers: &headers,
+        body,
+    };
+    for scheme in [
+        Scheme::Github,
+        Scheme::Stripe,
+        Scheme::StandardWebhooks,
+        Scheme::Shopify,
+        Scheme::Slack,
+    ]
+    .into_iter()
+    .chain(generic)
     {
-        assert!(scheme.verify(&request, &[&key], 1_700_000_000, 300).is_err());
+        assert!(scheme
+            .verify(&request, &[&key], 1_700_000_000, 300)
+            .is_err());
     }
 });
