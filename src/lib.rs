@@ -7,6 +7,7 @@
 pub mod configuration;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod pipeline;
 pub mod prefect;
 pub mod ratelimit;

@@ -66,7 +66,8 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Forgets keys whose bucket is full again (idle long enough); returns the keys left.
+    /// Forgets keys idle long enough (bucket full again, plus one emission interval, as governor
+    /// counts it); returns the keys left.
     pub fn evict_idle(&self) -> usize {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();

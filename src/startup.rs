@@ -11,6 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Configuration;
+use crate::metrics::Metrics;
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
@@ -20,7 +21,7 @@ use crate::ratelimit::KeyedLimiter;
 use crate::request_id::request_id_middleware;
 use crate::route_table::parse_network;
 use crate::route_table::RouteTable;
-use crate::routes::{fallback, health, hooks};
+use crate::routes::{admin, fallback, health, hooks};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,9 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
+    admin_port: Option<u16>,
     server: Server,
+    admin: Option<Server>,
 }
 
 impl Application {
@@ -50,6 +53,16 @@ impl Application {
         };
         let listener = TcpListener::bind(&address).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        let admin_listener = if s.admin.enabled {
+            let admin_address = format!("{}:{}", s.admin.host, s.admin.port);
+            let admin_error = |source| StartupError::Bind {
+                address: admin_address.clone(),
+                source,
+            };
+            Some(TcpListener::bind(&admin_address).map_err(admin_error)?)
+        } else {
+            None
+        };
         let prefect =
             PrefectClient::new(config.prefect_url.clone(), &config.prefect_auth, &s.prefect)
                 .map_err(StartupError::HttpClient)?;
@@ -113,21 +126,74 @@ impl Application {
         .map_err(bind_error)?
         .run();
         tracing::info!(%address, port, routes = config.routes.len(), "flowgate listening");
-        Ok(Self { port, server })
+        let (admin, admin_port) = match admin_listener {
+            Some(listener) => {
+                let admin_port = listener.local_addr().map_err(bind_error)?.port();
+                let metrics = web::Data::new(Metrics::new(client_limiter, config.routes.clone()));
+                let admin = HttpServer::new(move || {
+                    App::new()
+                        .wrap(from_fn(request_id_middleware))
+                        .app_data(metrics.clone())
+                        .route("/metrics", web::get().to(admin::metrics))
+                        .default_service(web::to(fallback::not_found))
+                })
+                .workers(1)
+                .shutdown_timeout(s.server.shutdown_timeout_secs)
+                .listen(listener)
+                .map_err(bind_error)?
+                .run();
+                tracing::info!(port = admin_port, "admin listener (metrics) open");
+                (Some(admin), Some(admin_port))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Stops the server: `graceful` lets in-flight requests finish.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// The admin listener's port, when it is enabled.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
+    /// Stops both listeners: `graceful` lets in-flight requests finish.
+    pub fn handle(&self) -> AppHandle {
+        AppHandle(
+            std::iter::once(self.server.handle())
+                .chain(self.admin.as_ref().map(Server::handle))
+                .collect(),
+        )
     }
 
     /// Runs until SIGTERM/SIGINT (graceful) or `handle().stop()`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.admin {
+            Some(admin) => futures_util::future::try_join(self.server, admin)
+                .await
+                .map(drop),
+            None => self.server.await,
+        }
+    }
+}
+
+/// Stops every listener of one application.
+#[derive(Clone)]
+pub struct AppHandle(Vec<ServerHandle>);
+
+impl AppHandle {
+    pub fn stop(&self, graceful: bool) -> impl std::future::Future<Output = ()> {
+        let stops: Vec<_> = self.0.iter().map(|h| h.stop(graceful)).collect();
+        async move {
+            futures_util::future::join_all(stops).await;
+        }
     }
 }
 

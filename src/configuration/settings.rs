@@ -21,6 +21,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub limits: LimitsSettings,
+    #[serde(default)]
+    pub admin: AdminSettings,
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
@@ -173,6 +175,28 @@ impl Default for LimitsSettings {
             evict_every_secs: 30,
             max_json_depth: 16,
             max_fields: 200,
+        }
+    }
+}
+
+/// The admin listener: `/metrics` for Prometheus. Keep it on loopback or a private network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Whether to open the admin listener at all.
+    pub enabled: bool,
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 9090,
         }
     }
 }

@@ -1,8 +1,7 @@
 use std::path::PathBuf;
 
-use actix_web::dev::ServerHandle;
 use flowgate::configuration::{read_settings, Configuration, PrefectAuth, Settings};
-use flowgate::startup::Application;
+use flowgate::startup::{AppHandle, Application};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -37,6 +36,7 @@ pub fn shipped_settings(prefect_api: &str) -> Settings {
     let mut settings =
         read_settings(&repo_path("config/default.toml")).expect("config/default.toml reads");
     settings.server.port = 0;
+    settings.admin.port = 0;
     settings.prefect.api_url = prefect_api.to_owned();
     settings
 }
@@ -51,8 +51,10 @@ pub fn default_settings(prefect_api: &str) -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The admin listener (`/metrics`).
+    pub admin_address: String,
     pub client: reqwest::Client,
-    handle: ServerHandle,
+    handle: AppHandle,
 }
 
 impl Drop for TestApp {
@@ -220,6 +222,7 @@ pub fn settings_with(prefect_api: &str, extra: &str) -> Settings {
     std::fs::write(&file, format!("{shipped}\n{extra}")).unwrap();
     let mut settings = read_settings(&file).expect("test config reads");
     settings.server.port = 0;
+    settings.admin.port = 0;
     settings.prefect.api_url = prefect_api.to_owned();
     settings.prefect.retry_base_delay_ms = 1;
     settings.prefect.retry_max_delay_ms = 5;
@@ -241,10 +244,15 @@ pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> Tes
 fn start(config: Configuration) -> TestApp {
     let app = Application::build(config).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = format!(
+        "http://127.0.0.1:{}",
+        app.admin_port().expect("admin listener on")
+    );
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        admin_address,
         client: reqwest::Client::new(),
         handle,
     }

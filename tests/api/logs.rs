@@ -31,6 +31,8 @@ async fn logs_of_signed_traffic_hold_no_secret_and_no_body() {
             r#"
 [server]
 port = {port}
+[admin]
+port = 0
 [prefect]
 api_url = "{}/api"
 [telemetry]

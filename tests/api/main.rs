@@ -7,6 +7,7 @@ mod auth;
 mod check_config;
 mod e2e;
 mod faults;
+mod flood;
 mod health;
 mod helpers;
 mod logs;

@@ -1,0 +1,113 @@
+//! 200,000 requests from distinct addresses (through a trusted proxy) fill the per-address
+//! limiter; the exported gauge shows every key, then falls back to zero once they idle.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::helpers::*;
+use flowgate::ratelimit::LimitSettings;
+
+const REQUESTS: u32 = 200_000;
+/// Requests pipelined on one connection (kept short: the server times connections out).
+const PER_CONNECTION: u32 = 1_000;
+const PARALLEL: usize = 8;
+
+async fn gauge(app: &TestApp) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", app.admin_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("flowgate_ratelimit_keys "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no flowgate_ratelimit_keys in:\n{text}"))
+}
+
+/// Sends `count` pipelined requests on one connection, each from its own forwarded address,
+/// and returns how many 404 answers came back.
+async fn flood(address: String, first: u32, count: u32) -> usize {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.split();
+    let send = async {
+        let mut batch = Vec::with_capacity(1 << 20);
+        for i in first..first + count {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            batch.extend_from_slice(format!("POST /hooks/nope HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ip}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            if batch.len() > (1 << 20) - 200 {
+                writer.write_all(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+        writer.write_all(&batch).await.unwrap();
+    };
+    let receive = async {
+        let (mut seen, mut buf, mut tail) = (0usize, vec![0u8; 1 << 16], Vec::new());
+        while seen < count as usize {
+            let n = reader.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed after {seen} answers");
+            tail.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&tail);
+            let found = text.matches("HTTP/1.1 404").count();
+            seen += found;
+            let keep = text.rfind("HTTP/1.1 404").map_or(0, |i| i + 1);
+            tail.drain(..keep.min(tail.len()));
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(send, receive);
+    seen
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_addresses_is_forgotten_after_the_idle_period() {
+    let mut settings = default_settings("http://127.0.0.1:9/api");
+    // One request per address. governor forgets a key one emission interval (30 s at 2/min)
+    // after its bucket is full again: 60 s after its request.
+    settings.limits.per_ip = Some(LimitSettings {
+        per_minute: 2,
+        burst: 1,
+    });
+    settings.limits.evict_every_secs = 1;
+    settings.server.trusted_proxies = vec!["127.0.0.1".into()];
+    let app = spawn_app(settings).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+
+    let started = Instant::now();
+    let answers: Vec<usize> = futures_util::stream::iter(
+        (0..REQUESTS / PER_CONNECTION)
+            .map(|c| flood(address.clone(), c * PER_CONNECTION, PER_CONNECTION)),
+    )
+    .buffer_unordered(PARALLEL)
+    .collect()
+    .await;
+    let sent = started.elapsed();
+    assert_eq!(
+        answers.iter().sum::<usize>(),
+        REQUESTS as usize,
+        "every request answered 404"
+    );
+    let peak = gauge(&app).await;
+    assert!(
+        sent < Duration::from_secs(55),
+        "flood took {sent:?}; keys would idle out before the peak is read"
+    );
+    assert_eq!(peak, u64::from(REQUESTS), "one key per address");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let keys = gauge(&app).await;
+        if keys == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {keys} keys 90 s after the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
