@@ -81,6 +81,10 @@ pub enum GatewayError {
     /// 504 `upstream_timeout`: Prefect did not answer in time.
     #[error("Prefect did not answer in time")]
     UpstreamTimeout(#[source] Arc<PrefectError>),
+    /// 503 `store_unavailable` + Retry-After: Prefect could not take the request and it could
+    /// not be stored either; nothing was accepted.
+    #[error("the request could not be stored; nothing was accepted")]
+    StoreUnavailable,
     /// 502 `upstream_error`: Prefect answered something flowgate cannot use (e.g. refused its credentials).
     #[error("Prefect gave an unexpected answer")]
     UpstreamError(#[source] Arc<PrefectError>),
@@ -106,7 +110,7 @@ impl GatewayError {
             Self::ValidationFailed(_) | Self::ParametersRejected(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::DeploymentNotFound(_) | Self::UpstreamUnavailable(_) => {
+            Self::DeploymentNotFound(_) | Self::UpstreamUnavailable(_) | Self::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -139,13 +143,16 @@ impl GatewayError {
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::UpstreamError(_) => "upstream_error",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::DeploymentNotFound(_) => Some(RETRY_AFTER_DEPLOYMENT_SECS),
-            Self::UpstreamUnavailable(_) => Some(RETRY_AFTER_UNAVAILABLE_SECS),
+            Self::UpstreamUnavailable(_) | Self::StoreUnavailable => {
+                Some(RETRY_AFTER_UNAVAILABLE_SECS)
+            }
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }

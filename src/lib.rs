@@ -4,10 +4,13 @@
 //! `README.md` for the operator's view and `config/default.toml` for every setting.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod configuration;
+pub mod deliverer;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
 pub mod prefect;
 pub mod ratelimit;
@@ -19,4 +22,5 @@ pub mod sign_command;
 pub mod signature;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;

@@ -10,19 +10,25 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::breaker::Breaker;
 use crate::configuration::Configuration;
+use crate::deliverer::{Deliverer, DelivererSettings};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
 use crate::pipeline::verify::unix_now;
 use crate::prefect::PrefectClient;
+use crate::prefect::RetryPolicy;
 use crate::ratelimit::KeyedLimiter;
 use crate::request_id::request_id_middleware;
 use crate::route_table::parse_network;
 use crate::route_table::RouteTable;
 use crate::routes::{admin, fallback, health, hooks};
 use crate::state::AppState;
+use crate::store::{SqliteStore, Store};
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -34,6 +40,8 @@ pub enum StartupError {
     },
     #[error("cannot build the HTTP client for Prefect")]
     HttpClient(#[source] reqwest::Error),
+    #[error("cannot open the store")]
+    Store(#[source] crate::store::StoreError),
 }
 
 pub struct Application {
@@ -41,6 +49,8 @@ pub struct Application {
     admin_port: Option<u16>,
     server: Server,
     admin: Option<Server>,
+    stop_delivery: watch::Sender<bool>,
+    delivery_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -71,6 +81,35 @@ impl Application {
             s.prefect.deployment_cache_ttl(),
             s.prefect.deployment_cache_capacity,
         );
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(std::path::Path::new(&s.store.path), s.store.max_size_mb)
+                .map_err(StartupError::Store)?,
+        );
+        let breaker = Arc::new(Breaker::new(
+            s.delivery.breaker_threshold,
+            Duration::from_secs(s.delivery.breaker_cooldown_secs),
+        ));
+        let wake = Arc::new(Notify::new());
+        let (stop_delivery, stop_rx) = watch::channel(false);
+        let deliverer = Deliverer {
+            store: store.clone(),
+            resolver: resolver.clone(),
+            prefect: prefect.clone(),
+            breaker: breaker.clone(),
+            wake: wake.clone(),
+            settings: DelivererSettings {
+                max_age: Duration::from_secs(s.delivery.max_age_secs),
+                backoff: RetryPolicy {
+                    attempts: u32::MAX,
+                    base_delay: Duration::from_millis(s.delivery.retry_base_delay_ms),
+                    max_delay: Duration::from_millis(s.delivery.retry_max_delay_ms),
+                },
+                batch_size: s.delivery.batch_size,
+                attempt_budget: s.prefect.timeout() + s.prefect.request_budget(),
+                probe_every: Duration::from_secs(s.delivery.probe_every_secs),
+            },
+        };
+        let delivery_task = tokio::spawn(deliverer.run(stop_rx));
         let client_limiter = s
             .limits
             .per_ip
@@ -89,7 +128,10 @@ impl Application {
             deliveries: DeliveryMemory::new(
                 Duration::from_secs(s.server.delivery_memory_secs),
                 s.server.delivery_memory_capacity,
+                store.clone(),
             ),
+            outbox: Outbox::new(store.clone(), wake),
+            breaker,
             trusted_proxies,
             client_limiter: client_limiter.clone(),
             body_limits: BodyLimits {
@@ -152,6 +194,8 @@ impl Application {
             admin_port,
             server,
             admin,
+            stop_delivery,
+            delivery_task,
         })
     }
 
@@ -175,12 +219,20 @@ impl Application {
 
     /// Runs until SIGTERM/SIGINT (graceful) or `handle().stop()`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.admin {
+        // Graceful stop (SIGTERM/SIGINT or `handle().stop(true)`): stop accepting, finish
+        // in-flight requests; then let the deliverer finish its attempt. Queued entries stay on disk.
+        let served = match self.admin {
             Some(admin) => futures_util::future::try_join(self.server, admin)
                 .await
                 .map(drop),
             None => self.server.await,
+        };
+        let _ = self.stop_delivery.send(true);
+        if let Err(e) = self.delivery_task.await {
+            tracing::error!(error = %e, "the deliverer ended abnormally");
         }
+        tracing::info!("flowgate stopped");
+        served
     }
 }
 

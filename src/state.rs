@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::breaker::Breaker;
+use crate::outbox::Outbox;
 use crate::pipeline::parse::BodyLimits;
 use crate::ratelimit::KeyedLimiter;
 
@@ -19,6 +21,8 @@ pub struct AppState {
     pub routes: Arc<RouteTable>,
     pub resolver: DeploymentResolver,
     pub prefect: PrefectClient,
+    pub outbox: Outbox,
+    pub breaker: Arc<Breaker>,
     pub deliveries: DeliveryMemory,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,

@@ -14,8 +14,8 @@ use reqwest::Url;
 pub use route_settings::{AuthSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef};
 pub use secrets::{PrefectAuth, SecretError, PREFECT_API_KEY_ENV, PREFECT_AUTH_STRING_ENV};
 pub use settings::{
-    AdminSettings, LimitsSettings, LogFormat, PrefectSettings, ServerSettings, Settings,
-    TelemetrySettings,
+    AdminSettings, DeliverySettings, LimitsSettings, LogFormat, PrefectSettings, ServerSettings,
+    Settings, StoreSettings, TelemetrySettings,
 };
 
 use crate::route_table::{compile_routes, parse_network, ConfigIssue, EnvLookup, RouteTable};

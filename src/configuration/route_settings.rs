@@ -24,6 +24,10 @@ pub struct RouteSettings {
     pub cors: Option<CorsSettings>,
     /// A field real users never fill; a request that fills it gets 202 and starts nothing.
     pub honeypot: Option<String>,
+    /// When Prefect cannot take a request now: true (default) stores it and answers 202
+    /// `queued`; false answers the upstream error (for callers that need the run id at once).
+    #[serde(default = "default_queue")]
+    pub queue: bool,
     /// Accepted media types: `application/json`, `application/x-www-form-urlencoded`.
     #[serde(default = "default_content_types")]
     pub content_types: Vec<String>,
@@ -77,6 +81,10 @@ fn default_content_types() -> Vec<String> {
         "application/json".into(),
         "application/x-www-form-urlencoded".into(),
     ]
+}
+
+fn default_queue() -> bool {
+    true
 }
 
 fn default_unknown_fields() -> String {

@@ -23,6 +23,10 @@ pub struct Settings {
     pub limits: LimitsSettings,
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
@@ -100,7 +104,7 @@ impl Default for PrefectSettings {
         Self {
             api_url: "http://127.0.0.1:4200/api".into(),
             timeout_ms: 10_000,
-            request_budget_ms: 20_000,
+            request_budget_ms: 5_000,
             max_in_flight: 1,
             retry_attempts: 6,
             retry_base_delay_ms: 50,
@@ -197,6 +201,58 @@ impl Default for AdminSettings {
             enabled: true,
             host: "127.0.0.1".into(),
             port: 9090,
+        }
+    }
+}
+
+/// Where the outbox and the delivery-id memory live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// SQLite file (created with its directory). WAL and fsync on every commit.
+    pub path: String,
+    /// Largest the file may grow; beyond it new requests that need queueing get 503.
+    pub max_size_mb: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            path: "data/flowgate.db".into(),
+            max_size_mb: 1024,
+        }
+    }
+}
+
+/// The outbox deliverer and the circuit breaker in front of Prefect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// An entry undelivered for this long goes dead (ops can see and replay it).
+    pub max_age_secs: u64,
+    /// First wait between delivery attempts, ms; doubles with jitter up to retry_max_delay_ms.
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// Entries read from the outbox at a time.
+    pub batch_size: usize,
+    /// Seconds between Prefect health probes while entries wait.
+    pub probe_every_secs: u64,
+    /// Failures in a row after which requests skip Prefect and are queued at once.
+    pub breaker_threshold: u32,
+    /// Seconds the breaker stays open before one request probes Prefect again.
+    pub breaker_cooldown_secs: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 3 * 24 * 3600,
+            retry_base_delay_ms: 1_000,
+            retry_max_delay_ms: 300_000,
+            batch_size: 32,
+            probe_every_secs: 2,
+            breaker_threshold: 5,
+            breaker_cooldown_secs: 10,
         }
     }
 }

@@ -9,11 +9,12 @@ use moka::future::Cache;
 
 use sha2::{Digest, Sha256};
 
-use super::dispatch::{Dispatched, RunStatus};
 use crate::domain::RouteName;
 use crate::error::GatewayError;
+use crate::outbox::Outcome;
 use crate::route_table::{Route, RouteAuth};
 use crate::signature::Verified;
+use crate::store::Store;
 
 /// The id redeliveries of this request share: the provider's delivery id, or a hash of the
 /// body for schemes without one. Only signed routes have deliveries.
@@ -27,43 +28,68 @@ pub fn delivery_key(route: &Route, verified: &Verified, body: &[u8]) -> Option<S
     }
 }
 
+/// Accepted delivery ids: in memory for speed, in the store so they survive a restart.
 #[derive(Clone)]
 pub struct DeliveryMemory {
-    accepted: Cache<(RouteName, String), Dispatched>,
+    accepted: Cache<(RouteName, String), Outcome>,
+    store: Arc<dyn Store>,
 }
 
 impl DeliveryMemory {
-    pub fn new(ttl: Duration, capacity: u64) -> Self {
+    pub fn new(ttl: Duration, capacity: u64, store: Arc<dyn Store>) -> Self {
         Self {
             accepted: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            store,
         }
     }
 
-    /// Runs `dispatch` unless `delivery_id` was accepted before on `route`; failures are not
-    /// remembered, so a redelivery after a failure is processed again.
+    /// Runs `process` unless `delivery_id` was accepted before on `route`; failures are not
+    /// remembered, so a redelivery after a failure is processed again. Concurrent copies share
+    /// one run of `process`.
     pub async fn once(
         &self,
         route: &RouteName,
         delivery_id: &str,
-        dispatch: impl Future<Output = Result<Dispatched, GatewayError>>,
-    ) -> Result<Dispatched, GatewayError> {
+        process: impl Future<Output = Result<Outcome, GatewayError>>,
+    ) -> Result<Outcome, GatewayError> {
+        let key = (route.clone(), delivery_id.to_owned());
+        let first = async {
+            let recalled = self
+                .store
+                .recall_delivery(route.to_string(), delivery_id.to_owned())
+                .await;
+            if let Ok(Some(outcome)) = recalled {
+                return Ok::<_, GatewayError>(Outcome::from_remembered(outcome));
+            }
+            let outcome = process.await?;
+            if let Err(e) = self
+                .store
+                .remember_delivery(
+                    route.to_string(),
+                    delivery_id.to_owned(),
+                    outcome.remembered(),
+                )
+                .await
+            {
+                // Prefect's idempotency key (the delivery id) still maps a redelivery to this run.
+                tracing::warn!(error = %crate::error::error_chain(&e), "cannot store the delivery id");
+            }
+            Ok(outcome)
+        };
         let entry = self
             .accepted
-            .entry((route.clone(), delivery_id.to_owned()))
-            .or_try_insert_with(dispatch)
+            .entry(key)
+            .or_try_insert_with(first)
             .await
             .map_err(Arc::unwrap_or_clone)?;
         if entry.is_fresh() {
             Ok(entry.into_value())
         } else {
             tracing::info!(delivery_id, "redelivery answered with the first outcome");
-            Ok(Dispatched {
-                status: RunStatus::Duplicate,
-                ..entry.into_value()
-            })
+            Ok(entry.into_value().as_duplicate())
         }
     }
 }

@@ -34,44 +34,69 @@ pub async fn dispatch(
     prefect: &PrefectClient,
     deadline: Deadline,
 ) -> Result<Dispatched, GatewayError> {
-    let target = plan.route.deployment();
-    let key = plan.idempotency_key.namespaced(target, plan.route.name());
+    let run = RunRequest {
+        target: plan.route.deployment(),
+        parameters: &plan.parameters,
+        tags: &plan.tags,
+        name: plan.name.as_deref(),
+        idempotency_key: &plan.namespaced_key(),
+    };
+    create_run(&run, resolver, prefect, deadline).await
+}
+
+/// One flow run to create, from a request or from the outbox.
+pub struct RunRequest<'a> {
+    pub target: &'a DeploymentRef,
+    pub parameters: &'a Map<String, Value>,
+    pub tags: &'a [String],
+    pub name: Option<&'a str>,
+    /// Namespaced; the same for every attempt, so Prefect makes the run once.
+    pub idempotency_key: &'a str,
+}
+
+/// Resolves, checks the parameters against the deployment's schema and creates the run.
+pub async fn create_run(
+    run: &RunRequest<'_>,
+    resolver: &DeploymentResolver,
+    prefect: &PrefectClient,
+    deadline: Deadline,
+) -> Result<Dispatched, GatewayError> {
     let mut may_re_resolve = true;
     loop {
         let deployment = resolver
-            .resolve(target, deadline)
+            .resolve(run.target, deadline)
             .await
-            .map_err(|e| upstream_error(e, target))?;
-        let parameters = declared_only(&plan.parameters, &deployment);
+            .map_err(|e| upstream_error(e, run.target))?;
+        let parameters = declared_only(run.parameters, &deployment);
         check_parameters(&deployment, &parameters)?;
         let body = FlowRunCreate {
             parameters: &parameters,
-            tags: &plan.tags,
-            name: plan.name.as_deref(),
-            idempotency_key: &key,
+            tags: run.tags,
+            name: run.name,
+            idempotency_key: run.idempotency_key,
         };
         match prefect
             .create_flow_run(deployment.id, &body, deadline)
             .await
         {
-            Ok(run) => {
-                let status = if run.created {
+            Ok(created) => {
+                let status = if created.created {
                     RunStatus::Created
                 } else {
                     RunStatus::Duplicate
                 };
-                tracing::info!(flow_run_id = %run.id, ?status, "flow run dispatched");
+                tracing::info!(flow_run_id = %created.id, ?status, "flow run dispatched");
                 return Ok(Dispatched {
-                    flow_run_id: run.id,
+                    flow_run_id: created.id,
                     status,
                 });
             }
             Err(PrefectError::NotFound) if may_re_resolve => {
                 tracing::warn!(deployment_id = %deployment.id, "cached deployment id is stale; resolving again");
                 may_re_resolve = false;
-                resolver.invalidate(target).await;
+                resolver.invalidate(run.target).await;
             }
-            Err(e) => return Err(upstream_error(Arc::new(e), target)),
+            Err(e) => return Err(upstream_error(Arc::new(e), run.target)),
         }
     }
 }

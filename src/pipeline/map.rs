@@ -22,6 +22,14 @@ pub struct FlowRunPlan {
     pub idempotency_key: IdempotencyKey,
 }
 
+impl FlowRunPlan {
+    /// The key as sent to Prefect.
+    pub fn namespaced_key(&self) -> String {
+        self.idempotency_key
+            .namespaced(self.route.deployment(), self.route.name())
+    }
+}
+
 /// The idempotency key is the sender's `Idempotency-Key` if given, else the verified delivery
 /// id, else a hash of the route and the parameters.
 #[tracing::instrument(name = "stage.map", skip_all, fields(route = %route.name()))]

@@ -172,6 +172,7 @@ fn compile_route(
         limiter,
         cors,
         honeypot: s.honeypot.clone(),
+        queue: s.queue,
         content_types,
         unknown_fields,
         max_body_bytes,

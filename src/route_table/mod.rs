@@ -64,6 +64,7 @@ pub struct Route {
     pub(crate) limiter: Option<crate::ratelimit::KeyedLimiter<()>>,
     pub(crate) cors: Option<CorsPolicy>,
     pub(crate) honeypot: Option<String>,
+    pub(crate) queue: bool,
     pub(crate) content_types: Vec<ContentKind>,
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) max_body_bytes: usize,
@@ -98,6 +99,11 @@ impl Route {
 
     pub fn cors(&self) -> Option<&CorsPolicy> {
         self.cors.as_ref()
+    }
+
+    /// Whether requests Prefect cannot take now are queued (else the upstream error is answered).
+    pub fn queues(&self) -> bool {
+        self.queue
     }
 
     /// The field real users never fill.

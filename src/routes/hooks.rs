@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
 use crate::error::GatewayError;
+use crate::outbox::{is_deferrable, Outcome};
 use crate::pipeline::body::read_body;
 use crate::pipeline::client::{check_allowed, client_ip};
 use crate::pipeline::cors;
 use crate::pipeline::dedup::delivery_key;
-use crate::pipeline::dispatch::{dispatch, Dispatched, RunStatus};
+use crate::pipeline::dispatch::dispatch;
 use crate::pipeline::fields::validate_fields;
 use crate::pipeline::honeypot::take_honeypot;
 use crate::pipeline::map::plan_flow_run;
@@ -111,16 +112,15 @@ impl Accepted<'_> {
         &self,
         state: &AppState,
         delivery_id: Option<&str>,
-    ) -> Result<Dispatched, GatewayError> {
+    ) -> Result<Outcome, GatewayError> {
         let mut input = parse_body(self.kind, &self.body, state.body_limits)?;
         if take_honeypot(self.route, &mut input) {
             tracing::info!(
                 code = "honeypot",
                 "honeypot field filled; answered as accepted, nothing started"
             );
-            return Ok(Dispatched {
+            return Ok(Outcome::Created {
                 flow_run_id: uuid::Uuid::new_v4(),
-                status: RunStatus::Created,
             });
         }
         let fields = validate_fields(self.route, input)?;
@@ -131,8 +131,31 @@ impl Accepted<'_> {
             delivery_id,
             self.request_id,
         )?;
+        if state.breaker.is_open() && self.route.queues() {
+            return state
+                .outbox
+                .queue(&plan, "Prefect is failing (circuit open)")
+                .await;
+        }
         let deadline = Deadline::after(state.request_budget);
-        dispatch(&plan, &state.resolver, &state.prefect, deadline).await
+        match dispatch(&plan, &state.resolver, &state.prefect, deadline).await {
+            Ok(run) => {
+                state.breaker.success();
+                Ok(Outcome::from_dispatch(run))
+            }
+            Err(e) if is_deferrable(&e) => {
+                state.breaker.failure();
+                if self.route.queues() {
+                    state
+                        .outbox
+                        .queue(&plan, &format!("{}: {e}", e.code()))
+                        .await
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -149,19 +172,34 @@ fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
 #[derive(Serialize)]
 struct Answer<'a> {
     status: &'static str,
-    flow_run_id: uuid::Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow_run_id: Option<uuid::Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_id: Option<uuid::Uuid>,
     request_id: &'a str,
 }
 
-/// 202 `created` for a new run; 200 `duplicate` when the key matched an existing run.
-fn answer(run: Dispatched, request_id: &RequestId) -> HttpResponse {
-    let (status, word) = match run.status {
-        RunStatus::Created => (StatusCode::ACCEPTED, "created"),
-        RunStatus::Duplicate => (StatusCode::OK, "duplicate"),
+/// 202 `created` (the run exists) or `queued` (on disk, to be delivered); 200 `duplicate`
+/// when this request was answered before.
+fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
+    let (status, word, run, delivery) = match outcome {
+        Outcome::Created { flow_run_id } => {
+            (StatusCode::ACCEPTED, "created", Some(flow_run_id), None)
+        }
+        Outcome::Queued { delivery_id } => {
+            (StatusCode::ACCEPTED, "queued", None, Some(delivery_id))
+        }
+        Outcome::DuplicateRun { flow_run_id } => {
+            (StatusCode::OK, "duplicate", Some(flow_run_id), None)
+        }
+        Outcome::DuplicateQueued { delivery_id } => {
+            (StatusCode::OK, "duplicate", None, Some(delivery_id))
+        }
     };
     HttpResponse::build(status).json(Answer {
         status: word,
-        flow_run_id: run.flow_run_id,
+        flow_run_id: run,
+        delivery_id: delivery,
         request_id: request_id.as_str(),
     })
 }

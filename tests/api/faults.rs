@@ -44,7 +44,7 @@ async fn create_bodies(server: &MockServer) -> Vec<Value> {
 #[tokio::test]
 async fn prefect_503_is_retried_with_the_same_key_then_reported_as_unavailable() {
     let prefect = prefect_with(&SIGNUP_FIELDS, ResponseTemplate::new(503), 3).await;
-    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    let mut settings = without_queue(default_settings(&format!("{}/api", prefect.uri())));
     settings.prefect.retry_attempts = 3;
     let app = spawn_app(settings).await;
 
@@ -102,9 +102,9 @@ async fn connection_refused_is_upstream_unavailable() {
         .local_addr()
         .unwrap()
         .port();
-    let app = spawn_app(default_settings(&format!(
+    let app = spawn_app(without_queue(default_settings(&format!(
         "http://127.0.0.1:{closed_port}/api"
-    )))
+    ))))
     .await;
     let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
     assert_eq!(response.headers()["retry-after"], "5");
@@ -117,7 +117,7 @@ async fn a_slow_prefect_is_upstream_timeout() {
         .set_body_json(flow_run_body("e72bf8dd-0000-4000-8000-000000000002"))
         .set_delay(Duration::from_secs(5));
     let prefect = prefect_with(&SIGNUP_FIELDS, slow, 1).await;
-    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    let mut settings = without_queue(default_settings(&format!("{}/api", prefect.uri())));
     settings.prefect.timeout_ms = 200;
     settings.prefect.retry_attempts = 1;
     let app = spawn_app(settings).await;
@@ -233,7 +233,11 @@ async fn refused_credentials_are_a_bad_gateway_not_a_client_error() {
         1,
     )
     .await;
-    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+    let app = spawn_app(without_queue(default_settings(&format!(
+        "{}/api",
+        prefect.uri()
+    ))))
+    .await;
     problem(
         app.post_json(ROUTE, &signup("jo@example.com")).await,
         502,

@@ -50,6 +50,8 @@ pub fn default_settings(prefect_api: &str) -> Settings {
 }
 
 pub struct TestApp {
+    /// Holds the store file for the app's lifetime.
+    _data: tempfile::TempDir,
     pub address: String,
     /// The admin listener (`/metrics`).
     pub admin_address: String,
@@ -241,7 +243,11 @@ pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> Tes
     start(config)
 }
 
-fn start(config: Configuration) -> TestApp {
+fn start(mut config: Configuration) -> TestApp {
+    let data = tempfile::tempdir().unwrap();
+    if config.settings.store.path == flowgate::configuration::StoreSettings::default().path {
+        config.settings.store.path = data.path().join("flowgate.db").display().to_string();
+    }
     let app = Application::build(config).expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let admin_address = format!(
@@ -251,6 +257,7 @@ fn start(config: Configuration) -> TestApp {
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        _data: data,
         address,
         admin_address,
         client: reqwest::Client::new(),
@@ -296,4 +303,10 @@ pub async fn post_signed(
         request = request.header(k.as_str(), v.as_str());
     }
     request.send().await.expect("request sent")
+}
+
+/// Makes the signup route answer upstream failures instead of queueing them.
+pub fn without_queue(mut settings: Settings) -> Settings {
+    settings.routes.get_mut(ROUTE).unwrap().queue = false;
+    settings
 }

@@ -114,7 +114,11 @@ async fn a_deployment_that_stays_missing_is_re_resolved_only_once() {
         .expect(2)
         .mount(&prefect)
         .await;
-    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+    let app = spawn_app(without_queue(default_settings(&format!(
+        "{}/api",
+        prefect.uri()
+    ))))
+    .await;
 
     let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
     assert_eq!(response.headers()["retry-after"], "30");
@@ -138,7 +142,11 @@ async fn an_unknown_deployment_name_is_503_with_retry_after_and_is_not_cached() 
         .expect(0)
         .mount(&prefect)
         .await;
-    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+    let app = spawn_app(without_queue(default_settings(&format!(
+        "{}/api",
+        prefect.uri()
+    ))))
+    .await;
     for _ in 0..2 {
         let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
         assert_eq!(response.headers()["retry-after"], "30");

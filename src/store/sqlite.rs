@@ -1,0 +1,390 @@
+//! SQLite store: one connection owned by one writer thread. Commands queue on a channel; the
+//! thread takes every command waiting, runs them in one transaction and commits once (group
+//! commit), so a burst of queued requests costs one fsync, not one each.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tokio::sync::oneshot;
+
+use super::{OutboxEntry, OutboxStats, RememberedOutcome, Store, StoreError};
+
+/// Most commands committed together.
+const MAX_GROUP: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Enqueue(Box<OutboxEntry>, Reply<()>),
+    Due(i64, usize, Reply<Vec<OutboxEntry>>),
+    Delivered(uuid::Uuid, uuid::Uuid, Reply<()>),
+    Reschedule(uuid::Uuid, i64, String, Reply<()>),
+    Dead(uuid::Uuid, String, Reply<()>),
+    Stats(i64, Reply<OutboxStats>),
+    WakeAll(i64, Reply<()>),
+    Remember(String, String, RememberedOutcome, Reply<()>),
+    Recall(String, String, Reply<Option<RememberedOutcome>>),
+}
+
+pub struct SqliteStore {
+    commands: mpsc::SyncSender<Command>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`. `max_size_mb` caps the file: when it is
+    /// full, enqueue fails (and the sender gets 503) rather than the disk filling up.
+    pub fn open(path: &Path, max_size_mb: u64) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
+        let conn = Connection::open(path).map_err(open_error)?;
+        configure(&conn, max_size_mb).map_err(open_error)?;
+        let (commands, receiver) = mpsc::sync_channel(8192);
+        std::thread::Builder::new()
+            .name("flowgate-store".into())
+            .spawn(move || writer(conn, receiver))
+            .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok(Self { commands })
+    }
+
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(make(tx));
+        async move {
+            sent.map_err(|_| StoreError::Stopped)?;
+            rx.await.map_err(|_| StoreError::Stopped)?
+        }
+        .boxed()
+    }
+}
+
+fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (fsync) before it returns; an acknowledged entry survives kill -9.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = (max_size_mb.saturating_mul(1024 * 1024) / page_size.max(512) as u64).max(16);
+    conn.pragma_update(None, "max_page_count", pages as i64)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS outbox (
+            id TEXT PRIMARY KEY,
+            route TEXT NOT NULL,
+            deployment TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            name TEXT,
+            idempotency_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            last_error TEXT NOT NULL,
+            flow_run_id TEXT
+         );
+         CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at, created_at);
+         CREATE TABLE IF NOT EXISTS deliveries (
+            route TEXT NOT NULL,
+            delivery_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (route, delivery_id)
+         );",
+    )
+}
+
+fn writer(mut conn: Connection, receiver: mpsc::Receiver<Command>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, group);
+    }
+}
+
+/// Runs every command in one transaction; each reply is sent only after the commit.
+fn run_group(conn: &mut Connection, group: Vec<Command>) {
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            group.into_iter().for_each(|cmd| fail(cmd, &message));
+            return;
+        }
+    };
+    let mut pending: Vec<Box<dyn FnOnce(Result<(), String>)>> = Vec::with_capacity(group.len());
+    for cmd in group {
+        pending.push(execute(&tx, cmd));
+    }
+    let committed = tx.commit().map_err(|e| describe(&e));
+    for reply in pending {
+        reply(committed.clone());
+    }
+}
+
+fn describe(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => "full".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn to_store_error(message: String) -> StoreError {
+    if message == "full" {
+        StoreError::Full
+    } else {
+        StoreError::Corrupt(message)
+    }
+}
+
+fn fail(cmd: Command, message: &str) {
+    let err = || to_store_error(message.to_owned());
+    match cmd {
+        Command::Enqueue(_, r)
+        | Command::Delivered(_, _, r)
+        | Command::Reschedule(_, _, _, r)
+        | Command::Dead(_, _, r)
+        | Command::WakeAll(_, r)
+        | Command::Remember(_, _, _, r) => {
+            let _ = r.send(Err(err()));
+        }
+        Command::Due(_, _, r) => {
+            let _ = r.send(Err(err()));
+        }
+        Command::Stats(_, r) => {
+            let _ = r.send(Err(err()));
+        }
+        Command::Recall(_, _, r) => {
+            let _ = r.send(Err(err()));
+        }
+    }
+}
+
+/// Runs one command inside the group's transaction and returns how to answer it once the
+/// commit's outcome is known. A command's own failure is answered as such.
+fn execute(tx: &Transaction<'_>, cmd: Command) -> Box<dyn FnOnce(Result<(), String>)> {
+    fn answer<T: Send + 'static>(
+        reply: Reply<T>,
+        result: rusqlite::Result<T>,
+    ) -> Box<dyn FnOnce(Result<(), String>)> {
+        let result = result.map_err(|e| describe(&e));
+        Box::new(move |committed| {
+            let _ = reply.send(match (result, committed) {
+                (Ok(v), Ok(())) => Ok(v),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(to_store_error(e)),
+            });
+        })
+    }
+    match cmd {
+        Command::Enqueue(entry, reply) => answer(reply, insert(tx, &entry)),
+        Command::Due(now, limit, reply) => answer(reply, due(tx, now, limit)),
+        Command::Delivered(id, run, reply) => answer(
+            reply,
+            tx.execute(
+                "UPDATE outbox SET state = 'delivered', flow_run_id = ?2, parameters = '{}', name = NULL WHERE id = ?1",
+                params![id.to_string(), run.to_string()],
+            )
+            .map(drop),
+        ),
+        Command::Reschedule(id, next, error, reply) => answer(
+            reply,
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id.to_string(), next, error],
+            )
+            .map(drop),
+        ),
+        Command::Dead(id, error, reply) => answer(
+            reply,
+            tx.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![id.to_string(), error],
+            )
+            .map(drop),
+        ),
+        Command::Stats(now, reply) => answer(reply, stats(tx, now)),
+        Command::WakeAll(now, reply) => answer(
+            reply,
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'queued' AND next_attempt_at > ?1",
+                params![now],
+            )
+            .map(drop),
+        ),
+        Command::Remember(route, delivery, outcome, reply) => {
+            let (kind, id) = match outcome {
+                RememberedOutcome::Run(id) => ("run", id),
+                RememberedOutcome::Queued(id) => ("queued", id),
+            };
+            answer(
+                reply,
+                tx.execute(
+                    "INSERT OR IGNORE INTO deliveries (route, delivery_id, kind, id, created_at) VALUES (?1, ?2, ?3, ?4, unixepoch())",
+                    params![route, delivery, kind, id.to_string()],
+                )
+                .map(drop),
+            )
+        }
+        Command::Recall(route, delivery, reply) => answer(reply, recall(tx, &route, &delivery)),
+    }
+}
+
+fn insert(tx: &Transaction<'_>, e: &OutboxEntry) -> rusqlite::Result<()> {
+    let parameters = serde_json::to_string(&e.parameters).unwrap_or_else(|_| "{}".into());
+    let tags = serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT INTO outbox (id, route, deployment, parameters, tags, name, idempotency_key, state, attempts, created_at, next_attempt_at, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11)",
+        params![
+            e.id.to_string(),
+            e.route,
+            e.deployment,
+            parameters,
+            tags,
+            e.name,
+            e.idempotency_key,
+            e.attempts,
+            e.created_at,
+            e.next_attempt_at,
+            e.last_error
+        ],
+    )
+    .map(drop)
+}
+
+fn due(tx: &Transaction<'_>, now: i64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, route, deployment, parameters, tags, name, idempotency_key, attempts, created_at, next_attempt_at, last_error
+         FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1 ORDER BY created_at, rowid LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        let parse_err = |i: usize, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        };
+        let id: String = r.get(0)?;
+        let parameters: String = r.get(3)?;
+        let tags: String = r.get(4)?;
+        Ok(OutboxEntry {
+            id: uuid::Uuid::parse_str(&id).map_err(|e| parse_err(0, e.to_string()))?,
+            route: r.get(1)?,
+            deployment: r.get(2)?,
+            parameters: serde_json::from_str(&parameters)
+                .map_err(|e| parse_err(3, e.to_string()))?,
+            tags: serde_json::from_str(&tags).map_err(|e| parse_err(4, e.to_string()))?,
+            name: r.get(5)?,
+            idempotency_key: r.get(6)?,
+            attempts: r.get(7)?,
+            created_at: r.get(8)?,
+            next_attempt_at: r.get(9)?,
+            last_error: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn stats(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<OutboxStats> {
+    tx.query_row(
+        "SELECT
+            COALESCE(SUM(state = 'queued'), 0),
+            COALESCE(SUM(state = 'dead'), 0),
+            COALESCE(MIN(CASE WHEN state = 'queued' THEN created_at END), ?1)
+         FROM outbox",
+        params![now],
+        |r| {
+            let oldest: i64 = r.get(2)?;
+            Ok(OutboxStats {
+                queued: r.get::<_, i64>(0)?.max(0) as u64,
+                dead: r.get::<_, i64>(1)?.max(0) as u64,
+                oldest_queued_age_secs: now.saturating_sub(oldest).max(0) as u64,
+            })
+        },
+    )
+}
+
+fn recall(
+    tx: &Transaction<'_>,
+    route: &str,
+    delivery: &str,
+) -> rusqlite::Result<Option<RememberedOutcome>> {
+    tx.query_row(
+        "SELECT kind, id FROM deliveries WHERE route = ?1 AND delivery_id = ?2",
+        params![route, delivery],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )
+    .optional()
+    .map(|found| {
+        found.and_then(|(kind, id)| {
+            let id = uuid::Uuid::parse_str(&id).ok()?;
+            Some(if kind == "run" {
+                RememberedOutcome::Run(id)
+            } else {
+                RememberedOutcome::Queued(id)
+            })
+        })
+    })
+}
+
+impl Store for SqliteStore {
+    fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Enqueue(Box::new(entry), r))
+    }
+    fn due(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.ask(|r| Command::Due(now, limit, r))
+    }
+    fn mark_delivered(
+        &self,
+        id: uuid::Uuid,
+        flow_run_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Delivered(id, flow_run_id, r))
+    }
+    fn reschedule(
+        &self,
+        id: uuid::Uuid,
+        next_attempt_at: i64,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Reschedule(id, next_attempt_at, error, r))
+    }
+    fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Dead(id, error, r))
+    }
+    fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>> {
+        self.ask(|r| Command::Stats(now, r))
+    }
+    fn wake_all(&self, now: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::WakeAll(now, r))
+    }
+    fn remember_delivery(
+        &self,
+        route: String,
+        delivery_id: String,
+        outcome: RememberedOutcome,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Remember(route, delivery_id, outcome, r))
+    }
+    fn recall_delivery(
+        &self,
+        route: String,
+        delivery_id: String,
+    ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>> {
+        self.ask(|r| Command::Recall(route, delivery_id, r))
+    }
+}

@@ -1,0 +1,144 @@
+use serde_json::json;
+
+use super::*;
+
+fn entry(n: u32, created_at: i64) -> OutboxEntry {
+    OutboxEntry {
+        id: uuid::Uuid::new_v4(),
+        route: "r".into(),
+        deployment: "f/d".into(),
+        parameters: json!({"n": n, "email": "jo@example.com"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        tags: vec!["webhook".into()],
+        name: Some(format!("run-{n}")),
+        idempotency_key: format!("flowgate:f/d:r:sha256:{n}"),
+        attempts: 0,
+        created_at,
+        next_attempt_at: created_at,
+        last_error: "Prefect answered 503".into(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir, max_mb: u64) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("flowgate.db"), max_mb).unwrap()
+}
+
+#[tokio::test]
+async fn entries_come_back_oldest_first_and_leave_when_delivered_or_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 64);
+    let (a, b, c) = (entry(1, 100), entry(2, 90), entry(3, 200));
+    for e in [&a, &b, &c] {
+        store.enqueue(e.clone()).await.unwrap();
+    }
+    let due = store.due(150, 10).await.unwrap();
+    assert_eq!(
+        due,
+        vec![b.clone(), a.clone()],
+        "due at 150, oldest first, c not yet due"
+    );
+    assert_eq!(
+        store.stats(300).await.unwrap(),
+        OutboxStats {
+            queued: 3,
+            dead: 0,
+            oldest_queued_age_secs: 210
+        }
+    );
+
+    store
+        .mark_delivered(b.id, uuid::Uuid::new_v4())
+        .await
+        .unwrap();
+    store.reschedule(a.id, 500, "timeout".into()).await.unwrap();
+    store.mark_dead(c.id, "too old".into()).await.unwrap();
+    assert!(store.due(400, 10).await.unwrap().is_empty());
+    let again = store.due(500, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].attempts, again[0].last_error.as_str()),
+        (1, "timeout")
+    );
+    assert_eq!(
+        store.stats(600).await.unwrap(),
+        OutboxStats {
+            queued: 1,
+            dead: 1,
+            oldest_queued_age_secs: 500
+        }
+    );
+}
+
+#[tokio::test]
+async fn entries_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = entry(7, 10);
+    {
+        let store = open(&dir, 64);
+        store.enqueue(e.clone()).await.unwrap();
+        store
+            .remember_delivery("r".into(), "d-1".into(), RememberedOutcome::Queued(e.id))
+            .await
+            .unwrap();
+    }
+    let store = open(&dir, 64);
+    assert_eq!(store.due(10, 10).await.unwrap(), vec![e.clone()]);
+    assert_eq!(
+        store
+            .recall_delivery("r".into(), "d-1".into())
+            .await
+            .unwrap(),
+        Some(RememberedOutcome::Queued(e.id))
+    );
+    assert_eq!(
+        store
+            .recall_delivery("r".into(), "d-2".into())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_and_recovers_when_space_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1);
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let mut e = entry(accepted.len() as u32, 1);
+        e.parameters
+            .insert("padding".into(), json!("x".repeat(4000)));
+        match store.enqueue(e.clone()).await {
+            Ok(()) => accepted.push(e),
+            Err(err) => break err,
+        }
+        assert!(accepted.len() < 10_000, "a 1 MB store never filled");
+    };
+    assert!(matches!(refused, StoreError::Full), "{refused:?}");
+    assert!(!accepted.is_empty());
+    for e in &accepted {
+        store
+            .mark_delivered(e.id, uuid::Uuid::new_v4())
+            .await
+            .unwrap();
+    }
+    store.enqueue(entry(99_999, 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_enqueues_are_all_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir, 64));
+    let handles: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(entry(n, 1)).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(store.stats(1).await.unwrap().queued, 200);
+}
