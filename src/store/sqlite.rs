@@ -18,6 +18,9 @@ const MAX_GROUP: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Answers one command once its transaction's commit outcome is known.
+type Answer = Box<dyn FnOnce(Result<(), String>)>;
+
 enum Command {
     Enqueue(Box<OutboxEntry>, Reply<()>),
     Due(i64, usize, Reply<Vec<OutboxEntry>>),
@@ -129,7 +132,7 @@ fn run_group(conn: &mut Connection, group: Vec<Command>) {
             return;
         }
     };
-    let mut pending: Vec<Box<dyn FnOnce(Result<(), String>)>> = Vec::with_capacity(group.len());
+    let mut pending: Vec<Answer> = Vec::with_capacity(group.len());
     for cmd in group {
         pending.push(execute(&tx, cmd));
     }
@@ -179,7 +182,7 @@ fn fail(cmd: Command, message: &str) {
 
 /// Runs one command inside the group's transaction and returns how to answer it once the
 /// commit's outcome is known. A command's own failure is answered as such.
-fn execute(tx: &Transaction<'_>, cmd: Command) -> Box<dyn FnOnce(Result<(), String>)> {
+fn execute(tx: &Transaction<'_>, cmd: Command) -> Answer {
     fn answer<T: Send + 'static>(
         reply: Reply<T>,
         result: rusqlite::Result<T>,
