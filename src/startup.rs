@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpServer};
 use crate::breaker::Breaker;
 use crate::configuration::Configuration;
 use crate::deliverer::{Deliverer, DelivererSettings};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sources};
 use crate::outbox::Outbox;
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
@@ -131,7 +131,7 @@ impl Application {
                 store.clone(),
             ),
             outbox: Outbox::new(store.clone(), wake),
-            breaker,
+            breaker: breaker.clone(),
             trusted_proxies,
             client_limiter: client_limiter.clone(),
             body_limits: BodyLimits {
@@ -168,10 +168,16 @@ impl Application {
         .map_err(bind_error)?
         .run();
         tracing::info!(%address, port, routes = config.routes.len(), "flowgate listening");
+        let metrics_breaker = breaker;
         let (admin, admin_port) = match admin_listener {
             Some(listener) => {
                 let admin_port = listener.local_addr().map_err(bind_error)?.port();
-                let metrics = web::Data::new(Metrics::new(client_limiter, config.routes.clone()));
+                let metrics = web::Data::new(Metrics::new(Sources {
+                    client_limiter,
+                    routes: config.routes.clone(),
+                    store: store.clone(),
+                    breaker: metrics_breaker,
+                }));
                 let admin = HttpServer::new(move || {
                     App::new()
                         .wrap(from_fn(request_id_middleware))

@@ -26,7 +26,7 @@ async fn healthz_answers_without_prefect() {
 }
 
 #[tokio::test]
-async fn readyz_follows_prefects_reachability() {
+async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
     let prefect = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/health"))
@@ -53,15 +53,15 @@ async fn readyz_follows_prefects_reachability() {
         "http://127.0.0.1:{closed_port}/api"
     )))
     .await;
-    let not_ready = down
+    // Prefect down: still ready (requests are queued on disk), and it says so.
+    let still_ready = down
         .client
         .get(format!("{}/readyz", down.address))
         .send()
         .await
         .unwrap();
-    assert_eq!(not_ready.status().as_u16(), 503);
-    assert_eq!(
-        not_ready.json::<Value>().await.unwrap()["status"],
-        "not_ready"
-    );
+    assert_eq!(still_ready.status().as_u16(), 200);
+    let body = still_ready.json::<Value>().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["prefect"], "unreachable");
 }
