@@ -18,9 +18,6 @@ const MAX_GROUP: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// Answers one command once its transaction's commit outcome is known.
-type Answer = Box<dyn FnOnce(Result<(), String>)>;
-
 enum Command {
     Enqueue(Box<OutboxEntry>, Reply<()>),
     Due(i64, usize, Reply<Vec<OutboxEntry>>),
@@ -51,10 +48,11 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(open_error)?;
         configure(&conn, max_size_mb).map_err(open_error)?;
+        let soft_limit = soft_limit_pages(&conn, max_size_mb).map_err(open_error)?;
         let (commands, receiver) = mpsc::sync_channel(8192);
         std::thread::Builder::new()
             .name("flowgate-store".into())
-            .spawn(move || writer(conn, receiver))
+            .spawn(move || writer(conn, receiver, soft_limit))
             .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         Ok(Self { commands })
     }
@@ -78,9 +76,10 @@ fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
     // FULL: a commit is on disk (fsync) before it returns; an acknowledged entry survives kill -9.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    let pages = (max_size_mb.saturating_mul(1024 * 1024) / page_size.max(512) as u64).max(16);
-    conn.pragma_update(None, "max_page_count", pages as i64)?;
+    // The size cap is enforced on enqueue (soft); the hard cap leaves headroom so entries can
+    // always be marked delivered or dead, which is how a full store drains.
+    let soft = soft_limit_pages(conn, max_size_mb)?;
+    conn.pragma_update(None, "max_page_count", soft + (soft / 10).max(256))?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS outbox (
             id TEXT PRIMARY KEY,
@@ -109,7 +108,13 @@ fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
     )
 }
 
-fn writer(mut conn: Connection, receiver: mpsc::Receiver<Command>) {
+fn soft_limit_pages(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = max_size_mb.saturating_mul(1024 * 1024) / page_size.max(512) as u64;
+    Ok(i64::try_from(pages).unwrap_or(i64::MAX / 2).max(16))
+}
+
+fn writer(mut conn: Connection, receiver: mpsc::Receiver<Command>, soft_limit: i64) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -118,134 +123,162 @@ fn writer(mut conn: Connection, receiver: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        run_group(&mut conn, group);
+        run_group(&mut conn, group, soft_limit);
     }
 }
 
-/// Runs every command in one transaction; each reply is sent only after the commit.
-fn run_group(conn: &mut Connection, group: Vec<Command>) {
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
+/// Runs every command in one transaction; each reply is sent only after the commit. If the
+/// store is full, SQLite may roll the whole transaction back: then the group is rolled back,
+/// the commands that hit the limit are refused, and the others run again one by one.
+fn run_group(conn: &mut Connection, group: Vec<Command>, soft_limit: i64) {
+    let outcome = conn.transaction().and_then(|tx| {
+        let results: Vec<rusqlite::Result<Output>> =
+            group.iter().map(|cmd| run(&tx, cmd, soft_limit)).collect();
+        if results.iter().any(is_full) {
+            drop(tx);
+            return Ok(Err(results));
+        }
+        tx.commit().map(|()| Ok(results))
+    });
+    match outcome {
+        Ok(Ok(results)) => {
+            for (cmd, result) in group.into_iter().zip(results) {
+                reply(cmd, result.map_err(|e| to_store_error(&e)));
+            }
+        }
+        Ok(Err(results)) => {
+            for (cmd, result) in group.into_iter().zip(results) {
+                if is_full(&result) {
+                    reply(cmd, Err(StoreError::Full));
+                } else {
+                    let alone = conn.transaction().and_then(|tx| {
+                        let r = run(&tx, &cmd, soft_limit);
+                        tx.commit().map(|()| r)
+                    });
+                    reply(cmd, alone.and_then(|r| r).map_err(|e| to_store_error(&e)));
+                }
+            }
+        }
         Err(e) => {
             let message = e.to_string();
-            group.into_iter().for_each(|cmd| fail(cmd, &message));
-            return;
+            for cmd in group {
+                reply(cmd, Err(StoreError::Corrupt(message.clone())));
+            }
         }
-    };
-    let mut pending: Vec<Answer> = Vec::with_capacity(group.len());
-    for cmd in group {
-        pending.push(execute(&tx, cmd));
-    }
-    let committed = tx.commit().map_err(|e| describe(&e));
-    for reply in pending {
-        reply(committed.clone());
     }
 }
 
-fn describe(e: &rusqlite::Error) -> String {
+fn is_full(result: &rusqlite::Result<Output>) -> bool {
+    matches!(result, Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+}
+
+fn to_store_error(e: &rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => "full".into(),
-        _ => e.to_string(),
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
+        _ => StoreError::Corrupt(e.to_string()),
     }
 }
 
-fn to_store_error(message: String) -> StoreError {
-    if message == "full" {
-        StoreError::Full
-    } else {
-        StoreError::Corrupt(message)
-    }
+/// What a command produced.
+enum Output {
+    Unit,
+    Entries(Vec<OutboxEntry>),
+    Stats(OutboxStats),
+    Recalled(Option<RememberedOutcome>),
 }
 
-fn fail(cmd: Command, message: &str) {
-    let err = || to_store_error(message.to_owned());
+fn run(tx: &Transaction<'_>, cmd: &Command, soft_limit: i64) -> rusqlite::Result<Output> {
+    Ok(match cmd {
+        Command::Enqueue(entry, _) => {
+            let used: i64 = tx.query_row(
+                "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
+                [],
+                |r| r.get(0),
+            )?;
+            if used >= soft_limit {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    Some("the store has reached store.max_size_mb".into()),
+                ));
+            }
+            insert(tx, entry).map(|()| Output::Unit)?
+        }
+        Command::Due(now, limit, _) => Output::Entries(due(tx, *now, *limit)?),
+        Command::Delivered(id, run, _) => {
+            // The run exists in Prefect: the entry has served its purpose and frees its space.
+            tracing::debug!(delivery_id = %id, flow_run_id = %run, "outbox entry delivered");
+            tx.execute("DELETE FROM outbox WHERE id = ?1", params![id.to_string()])?;
+            Output::Unit
+        }
+        Command::Reschedule(id, next, error, _) => {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id.to_string(), next, error],
+            )?;
+            Output::Unit
+        }
+        Command::Dead(id, error, _) => {
+            tx.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![id.to_string(), error],
+            )?;
+            Output::Unit
+        }
+        Command::Stats(now, _) => Output::Stats(stats(tx, *now)?),
+        Command::WakeAll(now, _) => {
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'queued' AND next_attempt_at > ?1",
+                params![now],
+            )?;
+            Output::Unit
+        }
+        Command::Remember(route, delivery, outcome, _) => {
+            let (kind, id) = match outcome {
+                RememberedOutcome::Run(id) => ("run", id),
+                RememberedOutcome::Queued(id) => ("queued", id),
+            };
+            tx.execute(
+                "INSERT OR IGNORE INTO deliveries (route, delivery_id, kind, id, created_at) VALUES (?1, ?2, ?3, ?4, unixepoch())",
+                params![route, delivery, kind, id.to_string()],
+            )?;
+            Output::Unit
+        }
+        Command::Recall(route, delivery, _) => Output::Recalled(recall(tx, route, delivery)?),
+    })
+}
+
+/// Sends a command's answer; a reply of the wrong shape cannot happen (each command makes one).
+fn reply(cmd: Command, result: Result<Output, StoreError>) {
+    fn send<T>(
+        reply: Reply<T>,
+        result: Result<Output, StoreError>,
+        pick: impl FnOnce(Output) -> Option<T>,
+    ) {
+        let value = result.and_then(|o| {
+            pick(o).ok_or_else(|| StoreError::Corrupt("unexpected command output".into()))
+        });
+        let _ = reply.send(value);
+    }
+    let unit = |o| matches!(o, Output::Unit).then_some(());
     match cmd {
         Command::Enqueue(_, r)
         | Command::Delivered(_, _, r)
         | Command::Reschedule(_, _, _, r)
         | Command::Dead(_, _, r)
         | Command::WakeAll(_, r)
-        | Command::Remember(_, _, _, r) => {
-            let _ = r.send(Err(err()));
-        }
-        Command::Due(_, _, r) => {
-            let _ = r.send(Err(err()));
-        }
-        Command::Stats(_, r) => {
-            let _ = r.send(Err(err()));
-        }
-        Command::Recall(_, _, r) => {
-            let _ = r.send(Err(err()));
-        }
-    }
-}
-
-/// Runs one command inside the group's transaction and returns how to answer it once the
-/// commit's outcome is known. A command's own failure is answered as such.
-fn execute(tx: &Transaction<'_>, cmd: Command) -> Answer {
-    fn answer<T: Send + 'static>(
-        reply: Reply<T>,
-        result: rusqlite::Result<T>,
-    ) -> Box<dyn FnOnce(Result<(), String>)> {
-        let result = result.map_err(|e| describe(&e));
-        Box::new(move |committed| {
-            let _ = reply.send(match (result, committed) {
-                (Ok(v), Ok(())) => Ok(v),
-                (Err(e), _) | (Ok(_), Err(e)) => Err(to_store_error(e)),
-            });
-        })
-    }
-    match cmd {
-        Command::Enqueue(entry, reply) => answer(reply, insert(tx, &entry)),
-        Command::Due(now, limit, reply) => answer(reply, due(tx, now, limit)),
-        Command::Delivered(id, run, reply) => answer(
-            reply,
-            tx.execute(
-                "UPDATE outbox SET state = 'delivered', flow_run_id = ?2, parameters = '{}', name = NULL WHERE id = ?1",
-                params![id.to_string(), run.to_string()],
-            )
-            .map(drop),
-        ),
-        Command::Reschedule(id, next, error, reply) => answer(
-            reply,
-            tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id.to_string(), next, error],
-            )
-            .map(drop),
-        ),
-        Command::Dead(id, error, reply) => answer(
-            reply,
-            tx.execute(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                params![id.to_string(), error],
-            )
-            .map(drop),
-        ),
-        Command::Stats(now, reply) => answer(reply, stats(tx, now)),
-        Command::WakeAll(now, reply) => answer(
-            reply,
-            tx.execute(
-                "UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'queued' AND next_attempt_at > ?1",
-                params![now],
-            )
-            .map(drop),
-        ),
-        Command::Remember(route, delivery, outcome, reply) => {
-            let (kind, id) = match outcome {
-                RememberedOutcome::Run(id) => ("run", id),
-                RememberedOutcome::Queued(id) => ("queued", id),
-            };
-            answer(
-                reply,
-                tx.execute(
-                    "INSERT OR IGNORE INTO deliveries (route, delivery_id, kind, id, created_at) VALUES (?1, ?2, ?3, ?4, unixepoch())",
-                    params![route, delivery, kind, id.to_string()],
-                )
-                .map(drop),
-            )
-        }
-        Command::Recall(route, delivery, reply) => answer(reply, recall(tx, &route, &delivery)),
+        | Command::Remember(_, _, _, r) => send(r, result, unit),
+        Command::Due(_, _, r) => send(r, result, |o| match o {
+            Output::Entries(e) => Some(e),
+            _ => None,
+        }),
+        Command::Stats(_, r) => send(r, result, |o| match o {
+            Output::Stats(s) => Some(s),
+            _ => None,
+        }),
+        Command::Recall(_, _, r) => send(r, result, |o| match o {
+            Output::Recalled(v) => Some(v),
+            _ => None,
+        }),
     }
 }
 

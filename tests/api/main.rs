@@ -11,6 +11,7 @@ mod flood;
 mod health;
 mod helpers;
 mod logs;
+mod outbox;
 mod rejections;
 mod resolution;
 mod sign;
