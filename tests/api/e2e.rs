@@ -46,7 +46,7 @@ async fn app_with_tag() -> (TestApp, String, &'static str) {
     (spawn_app(settings).await, tag, api)
 }
 
-async fn count_runs(api: &str, tag: &str) -> u64 {
+pub async fn count_runs(api: &str, tag: &str) -> u64 {
     reqwest::Client::new()
         .post(format!("{api}/flow_runs/count"))
         .json(&json!({"flow_runs": {"tags": {"all_": [tag]}}}))

@@ -5,6 +5,7 @@
 mod abuse;
 mod auth;
 mod check_config;
+mod durability;
 mod e2e;
 mod faults;
 mod flood;
@@ -12,6 +13,7 @@ mod health;
 mod helpers;
 mod logs;
 mod outbox;
+mod real_prefect;
 mod rejections;
 mod resolution;
 mod sign;

@@ -1,0 +1,229 @@
+//! Durable delivery with a real Prefect: an outage absorbed without loss, and a gateway killed
+//! with SIGKILL three times under load, with every acknowledged signup run exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::e2e::count_runs;
+use crate::helpers::*;
+use crate::real_prefect;
+
+async fn wait_for_runs(api: &str, tag: &str, want: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have = count_runs(api, tag).await;
+        if have >= want {
+            assert_eq!(have, want, "more runs than requests");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {have} of {want} runs after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn assert_one_run_per_signup(api: &str, tag: &str, emails: &[String]) {
+    let runs = real_prefect::runs_per_email(api, tag).await;
+    assert_eq!(runs.len(), emails.len(), "every signup has a run");
+    for email in emails {
+        assert_eq!(runs.get(email), Some(&1), "{email} has exactly one run");
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_signups_during_an_outage_all_reach_prefect_exactly_once() {
+    const PORT: u16 = 4320;
+    let api = real_prefect::start(PORT).await;
+    real_prefect::stop(PORT).await;
+
+    let tag = format!("test:{}", uuid::Uuid::new_v4());
+    let mut settings = shipped_settings(&api);
+    settings
+        .routes
+        .get_mut(ROUTE)
+        .unwrap()
+        .tags
+        .push(tag.clone());
+    settings.routes.get_mut(ROUTE).unwrap().limit = None;
+    settings.limits.per_ip = None;
+    settings.delivery.retry_base_delay_ms = 200;
+    settings.delivery.retry_max_delay_ms = 2_000;
+    settings.delivery.probe_every_secs = 1;
+    let app = spawn_app(settings).await;
+
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let emails: Vec<String> = (0..500)
+        .map(|i| format!("outage-{i}-{run}@example.com"))
+        .collect();
+    let answers: Vec<Value> = futures_util::stream::iter(emails.iter())
+        .map(|email| {
+            let app = &app;
+            async move {
+                let response = app.post_json(ROUTE, &signup(email)).await;
+                assert_eq!(response.status().as_u16(), 202);
+                response.json::<Value>().await.unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        answers.iter().all(|a| a["status"] == "queued"),
+        "Prefect is down: every signup is queued"
+    );
+
+    real_prefect::start(PORT).await;
+    wait_for_runs(&api, &tag, 500, Duration::from_secs(180)).await;
+    assert_one_run_per_signup(&api, &tag, &emails).await;
+    real_prefect::stop(PORT).await;
+}
+
+/// The gateway binary with its own config and store, on a fixed port so a restart keeps it.
+struct Gateway {
+    config: std::path::PathBuf,
+    api: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    fn new(dir: &std::path::Path, api: &str, tag: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = std::fs::read_to_string(repo_path("config/default.toml"))
+            .unwrap()
+            .replace("port = 8080", &format!("port = {port}"))
+            .replace("port = 9090", "port = 0")
+            .replace("per_ip = { per_minute = 120, burst = 30 }", "")
+            .replace("limit = { per_minute = 3000, burst = 500 }", "")
+            .replace(
+                r#"tags = ["webhook", "source:website", "campaign:christmas"]"#,
+                &format!(r#"tags = ["webhook", "source:website", "{tag}"]"#),
+            );
+        let store = dir.join("flowgate.db");
+        let config = dir.join("flowgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{text}\n[store]\npath = \"{}\"\n\n[delivery]\nretry_base_delay_ms = 200\nretry_max_delay_ms = 2000\nprobe_every_secs = 1\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        Self {
+            config,
+            api: api.to_owned(),
+            port,
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/{ROUTE}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("FLOWGATE__PREFECT__API_URL", &self.api)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let health = format!("http://127.0.0.1:{}/healthz", self.port);
+        while reqwest::get(&health).await.is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test]
+async fn signups_sent_through_three_sigkills_each_run_exactly_once() {
+    const PORT: u16 = 4330;
+    const N: usize = 300;
+    let api = real_prefect::start(PORT).await;
+    let tag = format!("test:{}", uuid::Uuid::new_v4());
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateway = Gateway::new(dir.path(), &api, &tag);
+    gateway.start().await;
+
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let emails: Arc<Vec<String>> = Arc::new(
+        (0..N)
+            .map(|i| format!("crash-{i}-{run}@example.com"))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let url = gateway.url();
+    // Like a real partner: retry on any non-2xx or connection error until acknowledged.
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (emails, next, acked, url) =
+                (emails.clone(), next.clone(), acked.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= emails.len() {
+                        return;
+                    }
+                    loop {
+                        match client.post(&url).json(&signup(&emails[i])).send().await {
+                            Ok(r) if r.status().is_success() => break,
+                            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+
+    for k in 1..=3 {
+        while acked.load(Ordering::SeqCst) < k * N / 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        gateway.kill9();
+        gateway.start().await;
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert_eq!(acked.load(Ordering::SeqCst), N);
+
+    wait_for_runs(&api, &tag, N as u64, Duration::from_secs(180)).await;
+    assert_one_run_per_signup(&api, &tag, &emails).await;
+}

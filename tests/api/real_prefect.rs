@@ -1,0 +1,61 @@
+//! Own Prefect servers for tests that stop, restart or load them (so the shared e2e server is
+//! never disturbed). No runner: runs stay SCHEDULED, and Prefect's CPU goes to creating them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::helpers::repo_path;
+
+/// Starts (or finds running) the server on `port`, with the deployment registered.
+pub async fn start(port: u16) -> String {
+    let status = tokio::process::Command::new(repo_path("scripts/local-prefect"))
+        .args(["start", &port.to_string()])
+        .env("FLOWGATE_PREFECT_RUNNER", "0")
+        .status()
+        .await
+        .expect("scripts/local-prefect runs");
+    assert!(
+        status.success(),
+        "scripts/local-prefect start {port} failed"
+    );
+    format!("http://127.0.0.1:{port}/api")
+}
+
+pub async fn stop(port: u16) {
+    let status = tokio::process::Command::new(repo_path("scripts/local-prefect"))
+        .args(["stop", &port.to_string()])
+        .status()
+        .await
+        .expect("scripts/local-prefect runs");
+    assert!(status.success(), "scripts/local-prefect stop {port} failed");
+}
+
+/// How many runs carry `tag`, by email parameter.
+pub async fn runs_per_email(api: &str, tag: &str) -> BTreeMap<String, u32> {
+    let client = reqwest::Client::new();
+    let mut counts = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let page: Vec<Value> = client
+            .post(format!("{api}/flow_runs/filter"))
+            .json(&json!({"flow_runs": {"tags": {"all_": [tag]}}, "sort": "ID_DESC", "limit": 200, "offset": offset}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for run in &page {
+            let email = run["parameters"]["email"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            *counts.entry(email).or_insert(0) += 1;
+        }
+        if page.len() < 200 {
+            return counts;
+        }
+        offset += 200;
+    }
+}
