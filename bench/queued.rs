@@ -17,7 +17,12 @@ struct Run {
     ok: usize,
 }
 
-async fn load(client: &reqwest::Client, n: usize, concurrency: usize, request: impl Fn(usize) -> reqwest::RequestBuilder) -> Run {
+async fn load(
+    client: &reqwest::Client,
+    n: usize,
+    concurrency: usize,
+    request: impl Fn(usize) -> reqwest::RequestBuilder,
+) -> Run {
     let started = Instant::now();
     let mut latencies: Vec<(Duration, bool)> = futures_util::stream::iter(0..n)
         .map(|i| {
@@ -54,11 +59,16 @@ fn signup(i: usize) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(20_000);
     let concurrency = args.get(1).copied().unwrap_or(64);
     let dir = tempfile::tempdir()?;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
 
     let mut settings = read_settings(std::path::Path::new("config/default.toml"))?;
     settings.server.port = 0;
@@ -75,17 +85,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     // Warm up: opens connections and trips the breaker (Prefect is down), as in a real outage.
-    load(&client, 500, concurrency, |i| client.post(format!("{base}/hooks/christmas-signup")).json(&signup(1_000_000 + i))).await;
+    load(&client, 500, concurrency, |i| {
+        client
+            .post(format!("{base}/hooks/christmas-signup"))
+            .json(&signup(1_000_000 + i))
+    })
+    .await;
 
-    let ceiling = load(&client, n, concurrency, |_| client.get(format!("{base}/healthz"))).await;
-    let queued = load(&client, n, concurrency, |i| client.post(format!("{base}/hooks/christmas-signup")).json(&signup(i))).await;
+    let ceiling = load(&client, n, concurrency, |_| {
+        client.get(format!("{base}/healthz"))
+    })
+    .await;
+    let queued = load(&client, n, concurrency, |i| {
+        client
+            .post(format!("{base}/hooks/christmas-signup"))
+            .json(&signup(i))
+    })
+    .await;
 
     println!("flowgate bench: {n} requests, {concurrency} concurrent, keep-alive, same process");
     println!("| scenario | ok | req/s | p50 ms | p99 ms | ratio to ceiling |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, r) in [("ceiling: GET /healthz", &ceiling), ("queued signup, fsync'd (Prefect down)", &queued)] {
+    for (name, r) in [
+        ("ceiling: GET /healthz", &ceiling),
+        ("queued signup, fsync'd (Prefect down)", &queued),
+    ] {
         println!(
             "| {name} | {} | {:.0} | {:.1} | {:.1} | {:.2} |",
             r.ok,
@@ -96,7 +124,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if queued.ok != n {
-        return Err(format!("{} of {n} queued signups were not acknowledged", n - queued.ok).into());
+        return Err(format!(
+            "{} of {n} queued signups were not acknowledged",
+            n - queued.ok
+        )
+        .into());
     }
     Ok(())
 }

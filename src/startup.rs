@@ -48,7 +48,6 @@ pub struct Application {
     port: u16,
     admin_port: Option<u16>,
     server: Server,
-    admin: Option<Server>,
     stop_delivery: watch::Sender<bool>,
     delivery_task: tokio::task::JoinHandle<()>,
 }
@@ -147,12 +146,28 @@ impl Application {
             Duration::from_secs(s.limits.evict_every_secs),
         );
         warn_about_rotations(&config);
-        let server = HttpServer::new(move || {
+        let admin_port = match &admin_listener {
+            Some(l) => Some(l.local_addr().map_err(bind_error)?.port()),
+            None => None,
+        };
+        let metrics = web::Data::new(Metrics::new(Sources {
+            client_limiter,
+            routes: config.routes.clone(),
+            store: store.clone(),
+            breaker,
+        }));
+        let admin_only = web::Data::new(AdminPort(admin_port));
+        // One server for both listeners: one signal handler, one graceful drain. `/metrics`
+        // answers only on the admin listener's port.
+        let mut http = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(request_id_middleware))
                 .app_data(state.clone())
+                .app_data(metrics.clone())
+                .app_data(admin_only.clone())
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
+                .route("/metrics", web::get().to(admin::metrics))
                 .service(
                     web::resource("/hooks/{route}")
                         .route(web::post().to(hooks::receive))
@@ -165,41 +180,17 @@ impl Application {
         .client_request_timeout(Duration::from_millis(s.server.client_request_timeout_ms))
         .max_connections(s.server.max_connections)
         .listen(listener)
-        .map_err(bind_error)?
-        .run();
+        .map_err(bind_error)?;
+        if let Some(admin) = admin_listener {
+            http = http.listen(admin).map_err(bind_error)?;
+            tracing::info!(port = admin_port, "admin listener (metrics) open");
+        }
+        let server = http.run();
         tracing::info!(%address, port, routes = config.routes.len(), "flowgate listening");
-        let metrics_breaker = breaker;
-        let (admin, admin_port) = match admin_listener {
-            Some(listener) => {
-                let admin_port = listener.local_addr().map_err(bind_error)?.port();
-                let metrics = web::Data::new(Metrics::new(Sources {
-                    client_limiter,
-                    routes: config.routes.clone(),
-                    store: store.clone(),
-                    breaker: metrics_breaker,
-                }));
-                let admin = HttpServer::new(move || {
-                    App::new()
-                        .wrap(from_fn(request_id_middleware))
-                        .app_data(metrics.clone())
-                        .route("/metrics", web::get().to(admin::metrics))
-                        .default_service(web::to(fallback::not_found))
-                })
-                .workers(1)
-                .shutdown_timeout(s.server.shutdown_timeout_secs)
-                .listen(listener)
-                .map_err(bind_error)?
-                .run();
-                tracing::info!(port = admin_port, "admin listener (metrics) open");
-                (Some(admin), Some(admin_port))
-            }
-            None => (None, None),
-        };
         Ok(Self {
             port,
             admin_port,
             server,
-            admin,
             stop_delivery,
             delivery_task,
         })
@@ -214,25 +205,16 @@ impl Application {
         self.admin_port
     }
 
-    /// Stops both listeners: `graceful` lets in-flight requests finish.
+    /// Stops the server (both listeners): `graceful` lets in-flight requests finish.
     pub fn handle(&self) -> AppHandle {
-        AppHandle(
-            std::iter::once(self.server.handle())
-                .chain(self.admin.as_ref().map(Server::handle))
-                .collect(),
-        )
+        AppHandle(vec![self.server.handle()])
     }
 
     /// Runs until SIGTERM/SIGINT (graceful) or `handle().stop()`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         // Graceful stop (SIGTERM/SIGINT or `handle().stop(true)`): stop accepting, finish
         // in-flight requests; then let the deliverer finish its attempt. Queued entries stay on disk.
-        let served = match self.admin {
-            Some(admin) => futures_util::future::try_join(self.server, admin)
-                .await
-                .map(drop),
-            None => self.server.await,
-        };
+        let served = self.server.await;
         let _ = self.stop_delivery.send(true);
         if let Err(e) = self.delivery_task.await {
             tracing::error!(error = %e, "the deliverer ended abnormally");
@@ -293,3 +275,6 @@ fn spawn_eviction(
         }
     });
 }
+
+/// The admin listener's port, so admin-only handlers can refuse the public one.
+pub struct AdminPort(pub Option<u16>);

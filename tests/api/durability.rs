@@ -110,17 +110,20 @@ impl Gateway {
             .replace(
                 r#"tags = ["webhook", "source:website", "campaign:christmas"]"#,
                 &format!(r#"tags = ["webhook", "source:website", "{tag}"]"#),
-            );
-        let store = dir.join("flowgate.db");
+            )
+            .replace(
+                r#"path = "data/flowgate.db""#,
+                &format!("path = \"{}\"", dir.join("flowgate.db").display()),
+            )
+            .replace("retry_base_delay_ms = 1000", "retry_base_delay_ms = 200")
+            .replace("retry_max_delay_ms = 300000", "retry_max_delay_ms = 2000")
+            .replace("probe_every_secs = 2", "probe_every_secs = 1");
+        assert!(
+            text.contains("flowgate.db\"") && text.contains("probe_every_secs = 1"),
+            "config rewritten"
+        );
         let config = dir.join("flowgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{text}\n[store]\npath = \"{}\"\n\n[delivery]\nretry_base_delay_ms = 200\nretry_max_delay_ms = 2000\nprobe_every_secs = 1\n",
-                store.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, text).unwrap();
         Self {
             config,
             api: api.to_owned(),

@@ -33,6 +33,8 @@ async fn logs_of_signed_traffic_hold_no_secret_and_no_body() {
 port = {port}
 [admin]
 port = 0
+[store]
+path = "{store}"
 [prefect]
 api_url = "{}/api"
 [telemetry]
@@ -53,7 +55,8 @@ auth = {{ type = "bearer", tokens = [{{ env = "TRIGGER_TOKEN" }}] }}
 [routes.trigger.fields]
 event = {{ type = "string" }}
 "#,
-            prefect.uri()
+            prefect.uri(),
+            store = dir.path().join("flowgate.db").display()
         ),
     )
     .unwrap();

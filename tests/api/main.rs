@@ -16,4 +16,5 @@ mod outbox;
 mod real_prefect;
 mod rejections;
 mod resolution;
+mod restart;
 mod sign;
