@@ -102,6 +102,11 @@ impl Outbox {
         &self.store
     }
 
+    /// Tells the deliverer there is work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Stores the plan durably, then wakes the deliverer. Fails with 503 `store_unavailable`
     /// when it cannot be stored: the sender must not be told it was accepted.
     #[tracing::instrument(name = "stage.queue", skip_all, fields(route = %plan.route.name()))]

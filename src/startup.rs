@@ -157,6 +157,7 @@ impl Application {
             breaker,
         }));
         let admin_only = web::Data::new(AdminPort(admin_port));
+        let admin_token = web::Data::new(admin::AdminToken(config.admin_token.clone()));
         // One server for both listeners: one signal handler, one graceful drain. `/metrics`
         // answers only on the admin listener's port.
         let mut http = HttpServer::new(move || {
@@ -165,6 +166,12 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(metrics.clone())
                 .app_data(admin_only.clone())
+                .app_data(admin_token.clone())
+                .route("/admin/outbox", web::get().to(admin::list_outbox))
+                .route(
+                    "/admin/outbox/{delivery_id}/retry",
+                    web::post().to(admin::retry_dead),
+                )
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))

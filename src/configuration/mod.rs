@@ -12,7 +12,10 @@ use std::sync::Arc;
 use reqwest::Url;
 
 pub use route_settings::{AuthSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef};
-pub use secrets::{PrefectAuth, SecretError, PREFECT_API_KEY_ENV, PREFECT_AUTH_STRING_ENV};
+pub use secrets::{
+    admin_token_from_env, PrefectAuth, SecretError, ADMIN_TOKEN_ENV, PREFECT_API_KEY_ENV,
+    PREFECT_AUTH_STRING_ENV,
+};
 pub use settings::{
     AdminSettings, DeliverySettings, LimitsSettings, LogFormat, PrefectSettings, ServerSettings,
     Settings, StoreSettings, TelemetrySettings,
@@ -32,6 +35,8 @@ pub struct Configuration {
     pub routes: Arc<RouteTable>,
     pub prefect_url: Url,
     pub prefect_auth: PrefectAuth,
+    /// Bearer token for `/admin/…` on the admin listener; `None` disables those endpoints.
+    pub admin_token: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +77,9 @@ impl Configuration {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH)).to_path_buf();
         let settings = read_settings(&path)?;
-        Self::from_settings(settings, PrefectAuth::from_env()?)
+        let mut config = Self::from_settings(settings, PrefectAuth::from_env()?)?;
+        config.admin_token = admin_token_from_env()?;
+        Ok(config)
     }
 
     /// Checks already-read settings; route secrets come from the process environment.
@@ -112,6 +119,7 @@ impl Configuration {
                 routes: Arc::new(routes),
                 prefect_url,
                 prefect_auth,
+                admin_token: None,
             }),
             _ => Err(ConfigError::Invalid(issues)),
         }

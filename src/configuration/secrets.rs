@@ -6,6 +6,15 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Environment variable holding Prefect's basic-auth string `user:password`.
 pub const PREFECT_AUTH_STRING_ENV: &str = "FLOWGATE_PREFECT_AUTH_STRING";
+/// Environment variable holding the token for the admin endpoints (`/admin/…`).
+pub const ADMIN_TOKEN_ENV: &str = "FLOWGATE_ADMIN_TOKEN";
+
+/// Reads the admin token (`FLOWGATE_ADMIN_TOKEN` or the file named by `…_FILE`); `None` disables
+/// the admin endpoints other than `/metrics`.
+pub fn admin_token_from_env() -> Result<Option<SecretString>, SecretError> {
+    read_secret(ADMIN_TOKEN_ENV, &|name: &str| std::env::var(name).ok())
+}
+
 /// Environment variable holding a Prefect API key, sent as a bearer token.
 pub const PREFECT_API_KEY_ENV: &str = "FLOWGATE_PREFECT_API_KEY";
 

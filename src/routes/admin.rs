@@ -31,3 +31,116 @@ async fn render(metrics: &Metrics) -> HttpResponse {
         }
     }
 }
+
+/// `?state=dead|queued&limit=N` for `GET /admin/outbox`.
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default = "default_state")]
+    state: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_state() -> String {
+    "dead".into()
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// The admin token, when one is configured.
+pub struct AdminToken(pub Option<secrecy::SecretString>);
+
+/// Admin endpoints answer only on the admin listener, and only with the bearer token.
+fn authorize(req: &HttpRequest, admin: &AdminPort, token: &AdminToken) -> Result<(), GatewayError> {
+    use secrecy::ExposeSecret;
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+
+    let Some(expected) = token.0.as_ref() else {
+        return Err(GatewayError::NotFound);
+    };
+    if admin.0 != Some(req.app_config().local_addr().port()) {
+        return Err(GatewayError::NotFound);
+    }
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(GatewayError::InvalidToken)?;
+    let same: bool = Sha256::digest(presented.trim().as_bytes())
+        .ct_eq(&Sha256::digest(expected.expose_secret().as_bytes()))
+        .into();
+    same.then_some(()).ok_or(GatewayError::InvalidToken)
+}
+
+/// `GET /admin/outbox`: waiting or dead requests with their last error (no parameters: PII).
+pub async fn list_outbox(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<crate::state::AppState>,
+    admin: web::Data<AdminPort>,
+    token: web::Data<AdminToken>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let fail = |e: GatewayError| e.with_request_id(&request_id);
+    authorize(&req, &admin, &token).map_err(fail)?;
+    let which = match query.state.as_str() {
+        "dead" => crate::store::EntryState::Dead,
+        "queued" => crate::store::EntryState::Queued,
+        _ => {
+            return Err(fail(GatewayError::MalformedBody(
+                "state must be dead or queued".into(),
+            )))
+        }
+    };
+    let entries = state
+        .outbox
+        .store()
+        .list(which, query.limit.min(1000))
+        .await
+        .map_err(|_| fail(GatewayError::StoreUnavailable))?;
+    let entries: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "delivery_id": e.id,
+                "state": which.as_str(),
+                "route": e.route,
+                "deployment": e.deployment,
+                "attempts": e.attempts,
+                "created_at": e.created_at,
+                "last_error": e.last_error,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": entries })))
+}
+
+/// `POST /admin/outbox/{delivery_id}/retry`: a dead entry goes back in the queue (after a fix).
+pub async fn retry_dead(
+    req: HttpRequest,
+    id: web::Path<uuid::Uuid>,
+    state: web::Data<crate::state::AppState>,
+    admin: web::Data<AdminPort>,
+    token: web::Data<AdminToken>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let fail = |e: GatewayError| e.with_request_id(&request_id);
+    authorize(&req, &admin, &token).map_err(fail)?;
+    let requeued = state
+        .outbox
+        .store()
+        .requeue_dead(*id, crate::pipeline::verify::unix_now())
+        .await
+        .map_err(|_| fail(GatewayError::StoreUnavailable))?;
+    if !requeued {
+        return Err(fail(GatewayError::NotFound));
+    }
+    state.outbox.wake();
+    tracing::info!(delivery_id = %id, "dead entry requeued by ops");
+    Ok(HttpResponse::Accepted()
+        .json(serde_json::json!({ "status": "requeued", "delivery_id": *id })))
+}

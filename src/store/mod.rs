@@ -111,6 +111,15 @@ pub trait Store: Send + Sync {
         route: String,
         delivery_id: String,
     ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>>;
+    /// Entries in `state` (queued or dead), oldest first, for ops.
+    fn list(
+        &self,
+        state: EntryState,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+    /// Puts a dead entry back in the queue, due now, its age counted from now. False if there
+    /// is no dead entry with that id.
+    fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::oneshot;
 
-use super::{OutboxEntry, OutboxStats, RememberedOutcome, Store, StoreError};
+use super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, Store, StoreError};
 
 /// Most commands committed together.
 const MAX_GROUP: usize = 512;
@@ -26,6 +26,8 @@ enum Command {
     Dead(uuid::Uuid, String, Reply<()>),
     Stats(i64, Reply<OutboxStats>),
     WakeAll(i64, Reply<()>),
+    List(EntryState, usize, Reply<Vec<OutboxEntry>>),
+    Requeue(uuid::Uuid, i64, Reply<bool>),
     Remember(String, String, RememberedOutcome, Reply<()>),
     Recall(String, String, Reply<Option<RememberedOutcome>>),
 }
@@ -185,6 +187,7 @@ enum Output {
     Entries(Vec<OutboxEntry>),
     Stats(OutboxStats),
     Recalled(Option<RememberedOutcome>),
+    Flag(bool),
 }
 
 fn run(tx: &Transaction<'_>, cmd: &Command, soft_limit: i64) -> rusqlite::Result<Output> {
@@ -244,6 +247,13 @@ fn run(tx: &Transaction<'_>, cmd: &Command, soft_limit: i64) -> rusqlite::Result
             Output::Unit
         }
         Command::Recall(route, delivery, _) => Output::Recalled(recall(tx, route, delivery)?),
+        Command::List(state, limit, _) => Output::Entries(select(tx, "state = ?1", params![state.as_str(), *limit as i64])?),
+        Command::Requeue(id, now, _) => Output::Flag(
+            tx.execute(
+                "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, created_at = ?2 WHERE id = ?1 AND state = 'dead'",
+                params![id.to_string(), now],
+            )? == 1,
+        ),
     })
 }
 
@@ -279,6 +289,14 @@ fn reply(cmd: Command, result: Result<Output, StoreError>) {
             Output::Recalled(v) => Some(v),
             _ => None,
         }),
+        Command::List(_, _, r) => send(r, result, |o| match o {
+            Output::Entries(e) => Some(e),
+            _ => None,
+        }),
+        Command::Requeue(_, _, r) => send(r, result, |o| match o {
+            Output::Flag(f) => Some(f),
+            _ => None,
+        }),
     }
 }
 
@@ -306,11 +324,24 @@ fn insert(tx: &Transaction<'_>, e: &OutboxEntry) -> rusqlite::Result<()> {
 }
 
 fn due(tx: &Transaction<'_>, now: i64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
-    let mut stmt = tx.prepare_cached(
+    select(
+        tx,
+        "state = 'queued' AND next_attempt_at <= ?1",
+        params![now, limit as i64],
+    )
+}
+
+/// Entries matching `condition` (with `?1`; `?2` is the limit), oldest first.
+fn select(
+    tx: &Transaction<'_>,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT id, route, deployment, parameters, tags, name, idempotency_key, attempts, created_at, next_attempt_at, last_error
-         FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1 ORDER BY created_at, rowid LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+         FROM outbox WHERE {condition} ORDER BY created_at, rowid LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(args, |r| {
         let parse_err = |i: usize, e: String| {
             rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
         };
@@ -404,6 +435,16 @@ impl Store for SqliteStore {
     }
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>> {
         self.ask(|r| Command::Stats(now, r))
+    }
+    fn list(
+        &self,
+        state: EntryState,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.ask(|r| Command::List(state, limit, r))
+    }
+    fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.ask(|r| Command::Requeue(id, now, r))
     }
     fn wake_all(&self, now: i64) -> BoxFuture<'_, Result<(), StoreError>> {
         self.ask(|r| Command::WakeAll(now, r))

@@ -310,3 +310,11 @@ pub fn without_queue(mut settings: Settings) -> Settings {
     settings.routes.get_mut(ROUTE).unwrap().queue = false;
     settings
 }
+
+/// Starts the app with an admin token for `/admin/…`.
+pub async fn spawn_app_with_admin_token(settings: Settings, token: &str) -> TestApp {
+    let mut config =
+        Configuration::from_settings(settings, PrefectAuth::None).expect("settings are valid");
+    config.admin_token = Some(secrecy::SecretString::from(token));
+    start(config)
+}

@@ -253,3 +253,101 @@ async fn a_full_store_refuses_with_503_and_the_retry_succeeds_once_it_drains() {
         "every accepted request, and the retried one, once"
     );
 }
+
+#[tokio::test]
+async fn dead_entries_are_visible_to_ops_with_their_reason_and_can_be_retried() {
+    let prefect = MockServer::start().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&prefect)
+        .await;
+    let app = spawn_app_with_admin_token(
+        fast_delivery(default_settings(&format!("{}/api", prefect.uri()))),
+        "ops-token",
+    )
+    .await;
+    let queued: Value = app
+        .post_json(ROUTE, &signup("dead@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queued["status"], "queued");
+
+    // Prefect returns, but refuses these parameters: retrying cannot help, the entry is dead.
+    prefect.reset().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "detail": "Error creating flow run: Validation failed for field 'email'. Failure reason: 'x' is not of type 'integer'"
+        })))
+        .mount(&prefect)
+        .await;
+    wait_for_gauge(&app, "outbox_dead", 1).await;
+
+    let list = format!("{}/admin/outbox?state=dead", app.admin_address);
+    problem(reqwest::get(&list).await.unwrap(), 401, "invalid_token").await;
+    let public = format!("{}/admin/outbox?state=dead", app.address);
+    let hidden = app
+        .client
+        .get(&public)
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap();
+    problem(hidden, 404, "not_found").await;
+    let dead: Value = app
+        .client
+        .get(&list)
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &dead["entries"][0];
+    assert_eq!(entry["delivery_id"], queued["delivery_id"]);
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("parameters_rejected"),
+        "{entry}"
+    );
+    assert!(entry.get("parameters").is_none(), "no PII in the listing");
+
+    // Ops fix the deployment and retry the entry.
+    let prefect_up = RunPerKey::default();
+    prefect.reset().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .respond_with(prefect_up.clone())
+        .mount(&prefect)
+        .await;
+    let retry = format!(
+        "{}/admin/outbox/{}/retry",
+        app.admin_address,
+        queued["delivery_id"].as_str().unwrap()
+    );
+    let requeued = app
+        .client
+        .post(&retry)
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(requeued.status().as_u16(), 202);
+    wait_for_gauge(&app, "outbox_dead", 0).await;
+    wait_for_gauge(&app, "outbox_queued", 0).await;
+    assert_eq!(prefect_up.counts(), vec![1]);
+    let again = app
+        .client
+        .post(&retry)
+        .bearer_auth("ops-token")
+        .send()
+        .await
+        .unwrap();
+    problem(again, 404, "not_found").await;
+}
