@@ -230,3 +230,92 @@ async fn signups_sent_through_three_sigkills_each_run_exactly_once() {
     wait_for_runs(&api, &tag, N as u64, Duration::from_secs(180)).await;
     assert_one_run_per_signup(&api, &tag, &emails).await;
 }
+
+/// A TCP proxy to Prefect that swallows the first `201 Created` answer and closes the
+/// connection: Prefect has created the run, but the gateway never hears of it.
+async fn proxy_losing_first_created(upstream: u16) -> u16 {
+    use std::sync::atomic::AtomicBool;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let armed = Arc::new(AtomicBool::new(true));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let armed = armed.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let forward = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if buf[..n].starts_with(b"HTTP/1.1 201") && armed.swap(false, Ordering::SeqCst)
+                    {
+                        break; // the run exists; its answer is lost
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                forward.abort();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_prefect_created_the_run_does_not_make_a_second_run() {
+    const PORT: u16 = 4330;
+    let api = real_prefect::start(PORT).await;
+    let proxy = proxy_losing_first_created(PORT).await;
+    let tag = format!("test:{}", uuid::Uuid::new_v4());
+    let mut settings = shipped_settings(&format!("http://127.0.0.1:{proxy}/api"));
+    settings
+        .routes
+        .get_mut(ROUTE)
+        .unwrap()
+        .tags
+        .push(tag.clone());
+    // No synchronous retry: the lost answer sends the request to the outbox, and the
+    // deliverer's attempt is the retry under test.
+    settings.prefect.retry_attempts = 1;
+    settings.delivery.retry_base_delay_ms = 100;
+    settings.delivery.retry_max_delay_ms = 500;
+    let app = spawn_app(settings).await;
+
+    let email = format!("lost-{}@example.com", uuid::Uuid::new_v4().simple());
+    let response = app.post_json(ROUTE, &signup(&email)).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "queued");
+
+    wait_for_runs(&api, &tag, 1, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", app.admin_address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == "flowgate_outbox_queued 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the entry was not delivered:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_one_run_per_signup(&api, &tag, &[email]).await;
+}
