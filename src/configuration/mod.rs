@@ -208,8 +208,12 @@ fn parse_api_url(raw: &str, issues: &mut Vec<ConfigIssue>) -> Option<Url> {
         })
     };
     match Url::parse(raw) {
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-            push("must be an http or https URL".into());
+        Ok(url) if url.scheme() == "https" => {
+            push("https is not built in: reach Prefect over http on a private network, or through a local TLS proxy".into());
+            None
+        }
+        Ok(url) if url.scheme() != "http" => {
+            push("must be an http URL".into());
             None
         }
         Ok(url) if !url.username().is_empty() || url.password().is_some() => {
