@@ -5,20 +5,9 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 use flowgate::ratelimit::LimitSettings;
-
-async fn untouchable_prefect() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
-    server
-}
 
 /// A client whose connections come from `local` (any 127.0.0.0/8 address works on Linux).
 fn client_from(local: &str) -> reqwest::Client {

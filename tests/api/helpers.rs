@@ -318,3 +318,28 @@ pub async fn spawn_app_with_admin_token(settings: Settings, token: &str) -> Test
     config.admin_token = Some(secrecy::SecretString::from(token));
     start(config)
 }
+
+/// A mock Prefect that must receive nothing (`expect(0)`, checked on drop).
+pub async fn untouchable_prefect() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A gauge read from the admin listener's `/metrics`.
+pub async fn gauge(app: &TestApp, name: &str) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", app.admin_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("flowgate_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no flowgate_{name} in:\n{text}"))
+}

@@ -48,19 +48,6 @@ async fn mount_deployment(prefect: &MockServer) {
         .await;
 }
 
-async fn gauge(app: &TestApp, name: &str) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", app.admin_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("flowgate_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no flowgate_{name} in:\n{text}"))
-}
-
 async fn wait_for_gauge(app: &TestApp, name: &str, want: i64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -1,20 +1,8 @@
 //! Every rejection has its status and stable code, and none of them reaches Prefect.
 
 use serde_json::json;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
-
-/// A Prefect that must receive nothing.
-async fn untouchable_prefect() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
-    server
-}
 
 #[tokio::test]
 async fn invalid_signups_list_every_bad_field_and_reach_nothing() {
