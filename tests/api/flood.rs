@@ -53,10 +53,10 @@ async fn flood(address: String, first: u32, count: u32) -> usize {
 #[tokio::test]
 async fn a_flood_of_distinct_addresses_is_forgotten_after_the_idle_period() {
     let mut settings = default_settings("http://127.0.0.1:9/api");
-    // One request per address. governor forgets a key one emission interval (30 s at 2/min)
-    // after its bucket is full again: 60 s after its request.
+    // One request per address. governor forgets a key one emission interval (60 s at 1/min)
+    // after its bucket is full again: 120 s after its request, far longer than the flood.
     settings.limits.per_ip = Some(LimitSettings {
-        per_minute: 2,
+        per_minute: 1,
         burst: 1,
     });
     settings.limits.evict_every_secs = 1;
@@ -80,7 +80,7 @@ async fn a_flood_of_distinct_addresses_is_forgotten_after_the_idle_period() {
     );
     let peak = gauge(&app, "ratelimit_keys").await;
     assert!(
-        sent < Duration::from_secs(55),
+        sent < Duration::from_secs(115),
         "flood took {sent:?}; keys would idle out before the peak is read"
     );
     assert_eq!(peak, i64::from(REQUESTS), "one key per address");
@@ -93,7 +93,7 @@ async fn a_flood_of_distinct_addresses_is_forgotten_after_the_idle_period() {
         }
         assert!(
             Instant::now() < deadline,
-            "still {keys} keys 90 s after the flood"
+            "still {keys} keys 150 s after the flood"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
