@@ -19,18 +19,9 @@ pub fn verify(
     match route.auth() {
         RouteAuth::None => Ok(Verified::default()),
         RouteAuth::Bearer { .. } => {
-            let presented = headers
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(GatewayError::InvalidToken)?;
-            // Equal-length digests, so the comparison leaks neither content nor length.
-            let presented = Sha256::digest(presented.trim().as_bytes());
-            let mut ok = false;
-            for token in route.auth().active_keys(now) {
-                ok |= bool::from(Sha256::digest(token.bytes()).ct_eq(&presented));
-            }
-            ok.then(Verified::default).ok_or(GatewayError::InvalidToken)
+            let active = route.auth().active_keys(now);
+            check_bearer(headers, active.iter().map(|k| k.bytes()))?;
+            Ok(Verified::default())
         }
         RouteAuth::Hmac {
             scheme, tolerance, ..
@@ -55,6 +46,25 @@ pub fn verify(
                 })
         }
     }
+}
+
+/// Checks `Authorization: Bearer <token>` against any of `accepted`, in constant time:
+/// equal-length SHA-256 digests are compared, so neither content nor length leaks.
+pub fn check_bearer<'a>(
+    headers: &HeaderMap,
+    accepted: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), GatewayError> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(GatewayError::InvalidToken)?;
+    let presented = Sha256::digest(presented.trim().as_bytes());
+    let mut ok = false;
+    for token in accepted {
+        ok |= bool::from(Sha256::digest(token).ct_eq(&presented));
+    }
+    ok.then_some(()).ok_or(GatewayError::InvalidToken)
 }
 
 /// Seconds since the Unix epoch, for verification.

@@ -55,8 +55,6 @@ pub struct AdminToken(pub Option<secrecy::SecretString>);
 /// Admin endpoints answer only on the admin listener, and only with the bearer token.
 fn authorize(req: &HttpRequest, admin: &AdminPort, token: &AdminToken) -> Result<(), GatewayError> {
     use secrecy::ExposeSecret;
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
 
     let Some(expected) = token.0.as_ref() else {
         return Err(GatewayError::NotFound);
@@ -64,16 +62,7 @@ fn authorize(req: &HttpRequest, admin: &AdminPort, token: &AdminToken) -> Result
     if admin.0 != Some(req.app_config().local_addr().port()) {
         return Err(GatewayError::NotFound);
     }
-    let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(GatewayError::InvalidToken)?;
-    let same: bool = Sha256::digest(presented.trim().as_bytes())
-        .ct_eq(&Sha256::digest(expected.expose_secret().as_bytes()))
-        .into();
-    same.then_some(()).ok_or(GatewayError::InvalidToken)
+    crate::pipeline::verify::check_bearer(req.headers(), [expected.expose_secret().as_bytes()])
 }
 
 /// `GET /admin/outbox`: waiting or dead requests with their last error (no parameters: PII).
