@@ -72,6 +72,12 @@ impl PrefectAuth {
     }
 }
 
+/// A secret file's content without its trailing newline (as `echo` and editors leave it).
+pub(crate) fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 /// Reads `VAR`, or the file named by `VAR_FILE` (trailing newline trimmed).
 fn read_secret(
     var: &'static str,
@@ -80,10 +86,8 @@ fn read_secret(
     let value = match lookup(var) {
         Some(v) => v,
         None => match lookup(&format!("{var}_FILE")) {
-            Some(path) => std::fs::read_to_string(Path::new(&path))
-                .map_err(|source| SecretError::File { var, path, source })?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
+            Some(path) => read_secret_file(Path::new(&path))
+                .map_err(|source| SecretError::File { var, path, source })?,
             None => return Ok(None),
         },
     };

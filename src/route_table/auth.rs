@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::compile::Issues;
-use crate::configuration::{AuthSettings, SecretRef};
+use crate::configuration::{read_secret_file, AuthSettings, SecretRef};
 use crate::signature::{Algorithm, Encoding, GenericScheme, Scheme, SigningKey};
 
 /// Default replay window of timestamped schemes, seconds.
@@ -243,11 +243,8 @@ fn read_keys(
                     continue;
                 }
             },
-            (None, Some(file)) => match std::fs::read_to_string(file) {
-                Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => (
-                    format!("file:{file}"),
-                    v.trim_end_matches(['\n', '\r']).to_owned(),
-                ),
+            (None, Some(file)) => match read_secret_file(std::path::Path::new(file)) {
+                Ok(v) if !v.is_empty() => (format!("file:{file}"), v),
                 Ok(_) => {
                     issues.push(format!("{at}.file"), format!("{file} is empty"));
                     continue;
