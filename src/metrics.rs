@@ -4,12 +4,18 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::breaker::Breaker;
+use crate::deliverer::DrainMeter;
 use crate::pipeline::verify::unix_now;
+use crate::prefect::ConcurrencyLimit;
 use crate::ratelimit::KeyedLimiter;
 use crate::route_table::RouteTable;
 use crate::store::Store;
@@ -20,6 +26,8 @@ pub struct Sources {
     pub routes: Arc<RouteTable>,
     pub store: Arc<dyn Store>,
     pub breaker: Arc<Breaker>,
+    pub limit: ConcurrencyLimit,
+    pub meter: Arc<DrainMeter>,
 }
 
 pub struct Metrics {
@@ -30,6 +38,11 @@ pub struct Metrics {
     outbox_dead: Gauge,
     outbox_oldest_age: Gauge,
     breaker_open: Gauge,
+    outbox_queued_route: Family<RouteLabel, Gauge>,
+    drain_rate: Gauge<f64, AtomicU64>,
+    prefect_limit: Gauge,
+    prefect_in_flight: Gauge,
+    prefect_overloads: Gauge,
     sources: Sources,
 }
 
@@ -56,6 +69,32 @@ impl Metrics {
             "breaker_open",
             "1 while requests skip Prefect and go straight to the outbox",
         );
+        let prefect_limit = gauge(
+            "prefect_concurrency_limit",
+            "Calls to Prefect allowed in flight now (adaptive: moves between min and max)",
+        );
+        let prefect_in_flight = gauge("prefect_in_flight", "Calls to Prefect in flight now");
+        let prefect_overloads = gauge(
+            "prefect_overloads",
+            "Calls Prefect answered 503/429, timed out or dropped, since start",
+        );
+        let outbox_queued_route = Family::<RouteLabel, Gauge>::default();
+        registry.register(
+            "outbox_queued_route",
+            "Requests waiting for Prefect, by route",
+            outbox_queued_route.clone(),
+        );
+        let drain_rate = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "outbox_drain_rate",
+            "Runs created from the outbox per second, over the last 10 s",
+            drain_rate.clone(),
+        );
+        registry.register(
+            "outbox_delivered",
+            "Runs created from the outbox since start",
+            sources.meter.delivered_counter(),
+        );
         Self {
             registry,
             ratelimit_keys,
@@ -64,6 +103,11 @@ impl Metrics {
             outbox_dead,
             outbox_oldest_age,
             breaker_open,
+            outbox_queued_route,
+            drain_rate,
+            prefect_limit,
+            prefect_in_flight,
+            prefect_overloads,
             sources,
         }
     }
@@ -80,10 +124,27 @@ impl Metrics {
         self.outbox_oldest_age
             .set(clamp(stats.oldest_queued_age_secs));
         self.breaker_open.set(i64::from(s.breaker.is_open()));
+        let limit = s.limit.snapshot();
+        self.prefect_limit.set(clamp(limit.limit as u64));
+        self.prefect_in_flight.set(clamp(limit.in_flight as u64));
+        self.prefect_overloads.set(clamp(limit.overloads));
+        self.drain_rate.set(s.meter.per_second(unix_now()));
+        let by_route = s.store.queued_by_route().await.map_err(|e| e.to_string())?;
+        self.outbox_queued_route.clear();
+        for (route, queued) in by_route {
+            self.outbox_queued_route
+                .get_or_create(&RouteLabel { route })
+                .set(clamp(queued));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
 }
 
 fn clamp(v: u64) -> i64 {

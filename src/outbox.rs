@@ -1,7 +1,8 @@
 //! The request path's side of durable delivery: what a sender is told, and writing a request
 //! to the outbox when Prefect cannot take it now. Nothing is acknowledged that is not stored.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
@@ -9,6 +10,7 @@ use crate::error::GatewayError;
 use crate::pipeline::dispatch::{Dispatched, RunStatus};
 use crate::pipeline::map::FlowRunPlan;
 use crate::pipeline::verify::unix_now;
+use crate::prefect::PrefectError;
 use crate::store::{OutboxEntry, RememberedOutcome, Store};
 
 /// What the sender is told.
@@ -86,16 +88,68 @@ pub fn is_deferrable(e: &GatewayError) -> bool {
     )
 }
 
+/// Whether a Prefect error only says every call slot was taken: not a failure of Prefect.
+pub fn is_busy(e: &GatewayError) -> bool {
+    matches!(e, GatewayError::UpstreamUnavailable(p) if matches!(**p, PrefectError::Busy))
+}
+
+/// Entries each route has waiting in the outbox. While a route has any, its new requests queue
+/// behind them: the deliverer drains each route oldest first, and a new request never jumps
+/// ahead of an earlier sender's. Kept in memory, counted from the store at startup and whenever
+/// the deliverer is idle.
+#[derive(Debug, Default)]
+pub struct Backlog(Mutex<HashMap<String, u64>>);
+
+impl Backlog {
+    pub fn waiting(&self, route: &str) -> u64 {
+        self.counts().get(route).copied().unwrap_or(0)
+    }
+
+    pub fn added(&self, route: &str) {
+        *self.counts().entry(route.to_owned()).or_insert(0) += 1;
+    }
+
+    pub fn settled(&self, route: &str) {
+        let mut counts = self.counts();
+        if let Some(n) = counts.get_mut(route) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(route);
+            }
+        }
+    }
+
+    /// Replaces the counts with the store's.
+    pub fn reset(&self, counted: Vec<(String, u64)>) {
+        *self.counts() = counted.into_iter().filter(|(_, n)| *n > 0).collect();
+    }
+
+    fn counts(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        // Plain counters: a panicking holder cannot leave them half-updated.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The outbox as the request path sees it.
 #[derive(Clone)]
 pub struct Outbox {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
+    backlog: Arc<Backlog>,
 }
 
 impl Outbox {
-    pub fn new(store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
-        Self { store, wake }
+    pub fn new(store: Arc<dyn Store>, wake: Arc<Notify>, backlog: Arc<Backlog>) -> Self {
+        Self {
+            store,
+            wake,
+            backlog,
+        }
+    }
+
+    /// Entries the route has waiting.
+    pub fn waiting(&self, route: &str) -> u64 {
+        self.backlog.waiting(route)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -126,10 +180,12 @@ impl Outbox {
             last_error: reason.to_owned(),
         };
         let delivery_id = entry.id;
+        let route = entry.route.clone();
         self.store.enqueue(entry).await.map_err(|e| {
             tracing::error!(error = %crate::error::error_chain(&e), "cannot store the request; refusing it");
             GatewayError::StoreUnavailable
         })?;
+        self.backlog.added(&route);
         tracing::info!(%delivery_id, reason, "queued for delivery");
         self.wake.notify_one();
         Ok(Outcome::Queued { delivery_id })

@@ -12,9 +12,9 @@ use actix_web::{web, App, HttpServer};
 
 use crate::breaker::Breaker;
 use crate::configuration::Configuration;
-use crate::deliverer::{Deliverer, DelivererSettings};
+use crate::deliverer::{Deliverer, DelivererSettings, DrainMeter};
 use crate::metrics::{Metrics, Sources};
-use crate::outbox::Outbox;
+use crate::outbox::{Backlog, Outbox};
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
@@ -75,6 +75,7 @@ impl Application {
         let prefect =
             PrefectClient::new(config.prefect_url.clone(), &config.prefect_auth, &s.prefect)
                 .map_err(StartupError::HttpClient)?;
+        let limit = prefect.limit().clone();
         let resolver = DeploymentResolver::new(
             prefect.clone(),
             s.prefect.deployment_cache_ttl(),
@@ -89,6 +90,8 @@ impl Application {
             Duration::from_secs(s.delivery.breaker_cooldown_secs),
         ));
         let wake = Arc::new(Notify::new());
+        let backlog = Arc::new(Backlog::default());
+        let meter = Arc::new(DrainMeter::default());
         let (stop_delivery, stop_rx) = watch::channel(false);
         let deliverer = Deliverer {
             store: store.clone(),
@@ -96,6 +99,8 @@ impl Application {
             prefect: prefect.clone(),
             breaker: breaker.clone(),
             wake: wake.clone(),
+            backlog: backlog.clone(),
+            meter: meter.clone(),
             settings: DelivererSettings {
                 max_age: Duration::from_secs(s.delivery.max_age_secs),
                 backoff: RetryPolicy {
@@ -106,6 +111,11 @@ impl Application {
                 batch_size: s.delivery.batch_size,
                 attempt_budget: s.prefect.timeout() + s.prefect.request_budget(),
                 probe_every: Duration::from_secs(s.delivery.probe_every_secs),
+                shares: config
+                    .routes
+                    .iter()
+                    .map(|r| (r.name().to_string(), r.share()))
+                    .collect(),
             },
         };
         let delivery_task = tokio::spawn(deliverer.run(stop_rx));
@@ -129,7 +139,7 @@ impl Application {
                 s.server.delivery_memory_capacity,
                 store.clone(),
             ),
-            outbox: Outbox::new(store.clone(), wake),
+            outbox: Outbox::new(store.clone(), wake, backlog),
             breaker: breaker.clone(),
             trusted_proxies,
             client_limiter: client_limiter.clone(),
@@ -155,6 +165,8 @@ impl Application {
             routes: config.routes.clone(),
             store: store.clone(),
             breaker,
+            limit: limit.clone(),
+            meter,
         }));
         let admin_only = web::Data::new(AdminPort(admin_port));
         let admin_token = web::Data::new(admin::AdminToken(config.admin_token.clone()));

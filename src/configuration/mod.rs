@@ -179,6 +179,11 @@ fn check_settings(s: &Settings) -> Vec<ConfigIssue> {
         "must be at least 1",
     );
     need(
+        (1..=p.max_in_flight.max(1)).contains(&p.min_in_flight),
+        "prefect.min_in_flight",
+        "must be at least 1 and at most prefect.max_in_flight",
+    );
+    need(
         p.retry_attempts > 0,
         "prefect.retry_attempts",
         "must be at least 1 (1 = no retry)",

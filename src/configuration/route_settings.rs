@@ -28,6 +28,10 @@ pub struct RouteSettings {
     /// `queued`; false answers the upstream error (for callers that need the run id at once).
     #[serde(default = "default_queue")]
     pub queue: bool,
+    /// This route's share of deliveries from the outbox, against other routes' shares: while
+    /// several routes have requests waiting, each gets Prefect in proportion to its share.
+    #[serde(default = "default_share")]
+    pub share: u32,
     /// Accepted media types: `application/json`, `application/x-www-form-urlencoded`.
     #[serde(default = "default_content_types")]
     pub content_types: Vec<String>,
@@ -85,6 +89,10 @@ fn default_content_types() -> Vec<String> {
 
 fn default_queue() -> bool {
     true
+}
+
+fn default_share() -> u32 {
+    1
 }
 
 fn default_unknown_fields() -> String {

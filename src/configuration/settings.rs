@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::route_settings::RouteSettings;
+use crate::prefect::LimitMode;
 use crate::ratelimit::LimitSettings;
 
 /// The whole configuration file.
@@ -85,7 +86,12 @@ pub struct PrefectSettings {
     pub timeout_ms: u64,
     /// Time a sender may wait for the whole dispatch (queueing, retries), in milliseconds.
     pub request_budget_ms: u64,
-    /// Calls to Prefect in flight at once. A SQLite-backed Prefect takes one write at a time.
+    /// `adaptive`: the cap on calls in flight grows while Prefect keeps up and shrinks on
+    /// 503/429/timeouts, within `min_in_flight..=max_in_flight`. `fixed`: always `max_in_flight`.
+    pub concurrency: LimitMode,
+    /// Lowest adaptive cap (and where it starts).
+    pub min_in_flight: usize,
+    /// Highest cap. A SQLite-backed Prefect takes one write at a time.
     pub max_in_flight: usize,
     /// Attempts per call on 503, 429 and connection errors (1 = no retry).
     pub retry_attempts: u32,
@@ -105,7 +111,9 @@ impl Default for PrefectSettings {
             api_url: "http://127.0.0.1:4200/api".into(),
             timeout_ms: 10_000,
             request_budget_ms: 5_000,
-            max_in_flight: 1,
+            concurrency: LimitMode::Adaptive,
+            min_in_flight: 1,
+            max_in_flight: 4,
             retry_attempts: 6,
             retry_base_delay_ms: 50,
             retry_max_delay_ms: 2_000,

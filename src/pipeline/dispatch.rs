@@ -11,7 +11,7 @@ use super::schema::check_parameters;
 use crate::domain::DeploymentRef;
 use crate::error::GatewayError;
 use crate::prefect::{
-    rejection_reasons, Deadline, Deployment, FlowRunCreate, PrefectClient, PrefectError,
+    rejection_reasons, Deadline, Deployment, FlowRunCreate, Patience, PrefectClient, PrefectError,
 };
 
 /// Whether this request made the run, or found one made earlier with the same key.
@@ -33,6 +33,7 @@ pub async fn dispatch(
     resolver: &DeploymentResolver,
     prefect: &PrefectClient,
     deadline: Deadline,
+    patience: Patience,
 ) -> Result<Dispatched, GatewayError> {
     let run = RunRequest {
         target: plan.route.deployment(),
@@ -41,7 +42,7 @@ pub async fn dispatch(
         name: plan.name.as_deref(),
         idempotency_key: &plan.namespaced_key(),
     };
-    create_run(&run, resolver, prefect, deadline).await
+    create_run(&run, resolver, prefect, deadline, patience).await
 }
 
 /// One flow run to create, from a request or from the outbox.
@@ -60,6 +61,7 @@ pub async fn create_run(
     resolver: &DeploymentResolver,
     prefect: &PrefectClient,
     deadline: Deadline,
+    patience: Patience,
 ) -> Result<Dispatched, GatewayError> {
     let mut may_re_resolve = true;
     loop {
@@ -76,7 +78,7 @@ pub async fn create_run(
             idempotency_key: run.idempotency_key,
         };
         match prefect
-            .create_flow_run(deployment.id, &body, deadline)
+            .create_flow_run(deployment.id, &body, deadline, patience)
             .await
         {
             Ok(created) => {

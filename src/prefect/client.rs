@@ -1,17 +1,17 @@
 //! `PrefectClient`: resolve a deployment by name, create a flow run, check health.
-//! Every call goes through a cap on calls in flight and a per-call timeout; calls made
-//! idempotent (reads, and creates carrying an idempotency key) retry within the deadline.
+//! Every call goes through the concurrency limit (fixed or adaptive, fed by each call's outcome)
+//! and a per-call timeout; calls made idempotent (reads, and creates carrying an idempotency
+//! key) retry within the deadline when the caller is patient.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use secrecy::ExposeSecret;
-use tokio::sync::Semaphore;
 
 use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
+use super::limit::{ConcurrencyLimit, Signal};
 use super::retry::{retry, Deadline, RetryPolicy};
 use super::{Deployment, FlowRunCreate, PrefectError};
 use crate::configuration::{PrefectAuth, PrefectSettings};
@@ -26,12 +26,21 @@ pub struct CreatedRun {
     pub created: bool,
 }
 
+/// How a caller treats a full concurrency limit and a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// A slot now or `Busy`, and one attempt: a sender that can be answered "queued" instead.
+    Now,
+    /// Wait for a slot and retry until the deadline.
+    UntilDeadline,
+}
+
 #[derive(Clone)]
 pub struct PrefectClient {
     http: reqwest::Client,
     base: Url,
     auth: Option<HeaderValue>,
-    slots: Arc<Semaphore>,
+    limit: ConcurrencyLimit,
     policy: RetryPolicy,
     call_timeout: Duration,
 }
@@ -68,7 +77,7 @@ impl PrefectClient {
             http,
             base,
             auth,
-            slots: Arc::new(Semaphore::new(s.max_in_flight)),
+            limit: ConcurrencyLimit::new(s.concurrency, s.min_in_flight, s.max_in_flight),
             policy: RetryPolicy {
                 attempts: s.retry_attempts,
                 base_delay: Duration::from_millis(s.retry_base_delay_ms),
@@ -89,7 +98,9 @@ impl PrefectClient {
         let retried = retry(self.policy, deadline, self.call_timeout, |timeout| {
             let request = self.http.get(url.clone());
             async move {
-                let response = self.send(request, timeout, deadline).await?;
+                let response = self
+                    .send(request, timeout, deadline, Patience::UntilDeadline)
+                    .await?;
                 read_json::<DeploymentBody>(response).await
             }
         })
@@ -104,12 +115,20 @@ impl PrefectClient {
         id: uuid::Uuid,
         body: &FlowRunCreate<'_>,
         deadline: Deadline,
+        patience: Patience,
     ) -> Result<CreatedRun, PrefectError> {
         let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
-        let retried = retry(self.policy, deadline, self.call_timeout, |timeout| {
+        let policy = match patience {
+            Patience::Now => RetryPolicy {
+                attempts: 1,
+                ..self.policy
+            },
+            Patience::UntilDeadline => self.policy,
+        };
+        let retried = retry(policy, deadline, self.call_timeout, |timeout| {
             let request = self.http.post(url.clone()).json(body);
             async move {
-                let response = self.send(request, timeout, deadline).await?;
+                let response = self.send(request, timeout, deadline, patience).await?;
                 let created = response.status() == StatusCode::CREATED;
                 let run = read_json::<FlowRunBody>(response).await?;
                 Ok((run.id, created))
@@ -121,6 +140,11 @@ impl PrefectClient {
             id,
             created: created || retried.after_uncertain_attempt,
         })
+    }
+
+    /// The concurrency limit shared by every clone of this client.
+    pub fn limit(&self) -> &ConcurrencyLimit {
+        &self.limit
     }
 
     /// `GET /health`, bypassing the call cap: readiness must not queue behind traffic.
@@ -153,25 +177,31 @@ impl PrefectClient {
         }
     }
 
-    /// Waits for a call slot (until the deadline), then sends with the attempt's timeout.
+    /// Takes a call slot (now, or waiting until the deadline), sends with the attempt's
+    /// timeout, and tells the limit whether Prefect kept up.
     async fn send(
         &self,
         request: RequestBuilder,
         timeout: Duration,
         deadline: Deadline,
+        patience: Patience,
     ) -> Result<Response, PrefectError> {
-        let _slot = tokio::time::timeout_at(deadline.instant(), self.slots.acquire())
-            .await
-            .map_err(|_| PrefectError::Busy)?
-            .map_err(|_| PrefectError::Busy)?;
+        let slot = match patience {
+            Patience::Now => self.limit.try_acquire(),
+            Patience::UntilDeadline => self.limit.acquire(deadline.instant()).await,
+        }
+        .ok_or(PrefectError::Busy)?;
         let timeout = timeout.min(deadline.remaining());
-        let response = self
-            .authorized(request)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(PrefectError::from_reqwest)?;
-        check_status(response).await
+        let sent = self.authorized(request).timeout(timeout).send().await;
+        let result = match sent {
+            Ok(response) => check_status(response).await,
+            Err(e) => Err(PrefectError::from_reqwest(e)),
+        };
+        slot.record(match &result {
+            Err(e) if e.is_overload() => Signal::Overloaded,
+            _ => Signal::Served,
+        });
+        result
     }
 }
 

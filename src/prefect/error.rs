@@ -27,8 +27,8 @@ pub enum PrefectError {
     /// No answer within the call timeout.
     #[error("Prefect did not answer within the timeout")]
     Timeout,
-    /// All Prefect call slots stayed busy for the whole time budget.
-    #[error("all calls to Prefect stayed busy for the request's time budget")]
+    /// Every call slot was taken (at once, or for the whole time budget).
+    #[error("Prefect is at its concurrency limit")]
     Busy,
     /// A 2xx whose body flowgate cannot read, or another unexpected status.
     #[error("unexpected answer from Prefect: {0}")]
@@ -38,6 +38,18 @@ pub enum PrefectError {
 impl PrefectError {
     /// Worth another attempt with the same idempotency key.
     pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::ServerError { status: 502..=504 }
+                | Self::RateLimited { .. }
+                | Self::Connect(_)
+                | Self::Transport(_)
+                | Self::Timeout
+        )
+    }
+
+    /// Prefect is saturated or unreachable: the concurrency limit should come down.
+    pub fn is_overload(&self) -> bool {
         matches!(
             self,
             Self::ServerError { status: 502..=504 }

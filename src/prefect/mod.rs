@@ -3,13 +3,15 @@
 mod client;
 mod dto;
 mod error;
+mod limit;
 mod rejection;
 mod retry;
 
-pub use client::{CreatedRun, PrefectClient};
+pub use client::{CreatedRun, Patience, PrefectClient};
 #[cfg(test)]
 pub(crate) use dto::DeploymentBody as DeploymentBodyForTests;
 pub use dto::{Deployment, FlowRunCreate};
 pub use error::PrefectError;
+pub use limit::{ConcurrencyLimit, LimitMode, LimitSnapshot, Permit, Signal};
 pub use rejection::rejection_reasons;
 pub use retry::{Deadline, RetryPolicy};

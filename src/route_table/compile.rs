@@ -19,6 +19,8 @@ use crate::ratelimit::KeyedLimiter;
 
 /// Largest body a route may accept.
 const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest delivery share of a route (shares are relative weights).
+const MAX_SHARE: u32 = 1000;
 
 /// One configuration problem: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,12 @@ fn compile_route(
             );
         }
     }
+    if !(1..=MAX_SHARE).contains(&s.share) {
+        issues.push(
+            format!("{path}.share"),
+            format!("must be between 1 and {MAX_SHARE}"),
+        );
+    }
     let limiter = s.limit.as_ref().and_then(|l| match l.quota() {
         Some(quota) => Some(KeyedLimiter::new(quota)),
         None => {
@@ -173,6 +181,7 @@ fn compile_route(
         cors,
         honeypot: s.honeypot.clone(),
         queue: s.queue,
+        share: s.share,
         content_types,
         unknown_fields,
         max_body_bytes,

@@ -65,6 +65,7 @@ pub struct Route {
     pub(crate) cors: Option<CorsPolicy>,
     pub(crate) honeypot: Option<String>,
     pub(crate) queue: bool,
+    pub(crate) share: u32,
     pub(crate) content_types: Vec<ContentKind>,
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) max_body_bytes: usize,
@@ -104,6 +105,11 @@ impl Route {
     /// Whether requests Prefect cannot take now are queued (else the upstream error is answered).
     pub fn queues(&self) -> bool {
         self.queue
+    }
+
+    /// Weight of this route when several routes have requests waiting in the outbox.
+    pub fn share(&self) -> u32 {
+        self.share
     }
 
     /// The field real users never fill.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
 use crate::error::GatewayError;
-use crate::outbox::{is_deferrable, Outcome};
+use crate::outbox::{is_busy, is_deferrable, Outcome};
 use crate::pipeline::body::read_body;
 use crate::pipeline::client::{check_allowed, client_ip};
 use crate::pipeline::cors;
@@ -22,7 +22,7 @@ use crate::pipeline::parse::parse_body;
 use crate::pipeline::ratelimit::{check_client, check_route};
 use crate::pipeline::route::{content_kind, find_route};
 use crate::pipeline::verify::{unix_now, verify};
-use crate::prefect::Deadline;
+use crate::prefect::{Deadline, Patience};
 use crate::request_id::RequestId;
 use crate::route_table::{ContentKind, Route};
 use crate::state::AppState;
@@ -131,21 +131,38 @@ impl Accepted<'_> {
             delivery_id,
             self.request_id,
         )?;
-        if state.breaker.is_open() && self.route.queues() {
-            return state
-                .outbox
-                .queue(&plan, "Prefect is failing (circuit open)")
-                .await;
+        let queues = self.route.queues();
+        if queues {
+            if state.breaker.is_open() {
+                return state
+                    .outbox
+                    .queue(&plan, "Prefect is failing (circuit open)")
+                    .await;
+            }
+            let waiting = state.outbox.waiting(self.route.name().as_ref());
+            if waiting > 0 {
+                let reason = format!("behind {waiting} queued requests of this route");
+                return state.outbox.queue(&plan, &reason).await;
+            }
         }
+        // A route that can answer "queued" takes a free call slot or none, and makes one
+        // attempt: the sender never waits on Prefect's pace. Others wait and retry in budget.
+        let patience = if queues {
+            Patience::Now
+        } else {
+            Patience::UntilDeadline
+        };
         let deadline = Deadline::after(state.request_budget);
-        match dispatch(&plan, &state.resolver, &state.prefect, deadline).await {
+        match dispatch(&plan, &state.resolver, &state.prefect, deadline, patience).await {
             Ok(run) => {
                 state.breaker.success();
                 Ok(Outcome::from_dispatch(run))
             }
             Err(e) if is_deferrable(&e) => {
-                state.breaker.failure();
-                if self.route.queues() {
+                if !is_busy(&e) {
+                    state.breaker.failure();
+                }
+                if queues {
                     state
                         .outbox
                         .queue(&plan, &format!("{}: {e}", e.code()))

@@ -83,8 +83,14 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Writes the entry durably (fsync'd) before returning.
     fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Queued entries due at `now`, oldest first.
-    fn due(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+    /// Queued entries due at `now`: up to `per_route` of each route, each route's oldest first.
+    fn due(
+        &self,
+        now: i64,
+        per_route: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+    /// How many entries each route has queued (routes with none are left out).
+    fn queued_by_route(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>>;
     fn mark_delivered(
         &self,
         id: uuid::Uuid,

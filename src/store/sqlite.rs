@@ -25,6 +25,7 @@ enum Command {
     Reschedule(uuid::Uuid, i64, String, Reply<()>),
     Dead(uuid::Uuid, String, Reply<()>),
     Stats(i64, Reply<OutboxStats>),
+    QueuedByRoute(Reply<Vec<(String, u64)>>),
     WakeAll(i64, Reply<()>),
     List(EntryState, usize, Reply<Vec<OutboxEntry>>),
     Requeue(uuid::Uuid, i64, Reply<bool>),
@@ -99,6 +100,7 @@ fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
             flow_run_id TEXT
          );
          CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at, created_at);
+         CREATE INDEX IF NOT EXISTS outbox_route ON outbox(state, route, created_at);
          CREATE TABLE IF NOT EXISTS deliveries (
             route TEXT NOT NULL,
             delivery_id TEXT NOT NULL,
@@ -186,6 +188,7 @@ enum Output {
     Unit,
     Entries(Vec<OutboxEntry>),
     Stats(OutboxStats),
+    Counts(Vec<(String, u64)>),
     Recalled(Option<RememberedOutcome>),
     Flag(bool),
 }
@@ -228,6 +231,7 @@ fn run(tx: &Transaction<'_>, cmd: &Command, soft_limit: i64) -> rusqlite::Result
             Output::Unit
         }
         Command::Stats(now, _) => Output::Stats(stats(tx, *now)?),
+        Command::QueuedByRoute(_) => Output::Counts(queued_by_route(tx)?),
         Command::WakeAll(now, _) => {
             tx.execute(
                 "UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'queued' AND next_attempt_at > ?1",
@@ -285,6 +289,10 @@ fn reply(cmd: Command, result: Result<Output, StoreError>) {
             Output::Stats(s) => Some(s),
             _ => None,
         }),
+        Command::QueuedByRoute(r) => send(r, result, |o| match o {
+            Output::Counts(c) => Some(c),
+            _ => None,
+        }),
         Command::Recall(_, _, r) => send(r, result, |o| match o {
             Output::Recalled(v) => Some(v),
             _ => None,
@@ -323,12 +331,29 @@ fn insert(tx: &Transaction<'_>, e: &OutboxEntry) -> rusqlite::Result<()> {
     .map(drop)
 }
 
-fn due(tx: &Transaction<'_>, now: i64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
-    select(
-        tx,
-        "state = 'queued' AND next_attempt_at <= ?1",
-        params![now, limit as i64],
-    )
+/// Up to `per_route` due entries of every route, each route's oldest first.
+fn due(tx: &Transaction<'_>, now: i64, per_route: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let routes: Vec<String> = tx
+        .prepare_cached(
+            "SELECT DISTINCT route FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1",
+        )?
+        .query_map(params![now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut due = Vec::new();
+    for route in routes {
+        due.extend(select(
+            tx,
+            "state = 'queued' AND route = ?3 AND next_attempt_at <= ?1",
+            params![now, per_route as i64, route],
+        )?);
+    }
+    Ok(due)
+}
+
+fn queued_by_route(tx: &Transaction<'_>) -> rusqlite::Result<Vec<(String, u64)>> {
+    tx.prepare_cached("SELECT route, COUNT(*) FROM outbox WHERE state = 'queued' GROUP BY route")?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect()
 }
 
 /// Entries matching `condition` (with `?1`; `?2` is the limit), oldest first.
@@ -412,8 +437,15 @@ impl Store for SqliteStore {
     fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>> {
         self.ask(|r| Command::Enqueue(Box::new(entry), r))
     }
-    fn due(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
-        self.ask(|r| Command::Due(now, limit, r))
+    fn due(
+        &self,
+        now: i64,
+        per_route: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.ask(|r| Command::Due(now, per_route, r))
+    }
+    fn queued_by_route(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>> {
+        self.ask(Command::QueuedByRoute)
     }
     fn mark_delivered(
         &self,

@@ -142,3 +142,40 @@ async fn concurrent_enqueues_are_all_stored() {
     }
     assert_eq!(store.stats(1).await.unwrap().queued, 200);
 }
+
+#[tokio::test]
+async fn due_gives_each_route_its_oldest_entries_and_counts_are_per_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 64);
+    let mut flood = Vec::new();
+    for n in 0..50 {
+        let mut e = entry(n, 10);
+        e.route = "partner".into();
+        store.enqueue(e.clone()).await.unwrap();
+        flood.push(e);
+    }
+    let mut site = Vec::new();
+    for n in 0..3 {
+        let mut e = entry(100 + n, 20);
+        e.route = "website".into();
+        store.enqueue(e.clone()).await.unwrap();
+        site.push(e);
+    }
+    let due = store.due(30, 5).await.unwrap();
+    let of = |route: &str| -> Vec<OutboxEntry> {
+        due.iter().filter(|e| e.route == route).cloned().collect()
+    };
+    assert_eq!(
+        of("partner"),
+        flood[..5].to_vec(),
+        "same second: insertion order"
+    );
+    assert_eq!(
+        of("website"),
+        site,
+        "the website is not behind the partner's 50"
+    );
+    let mut counts = store.queued_by_route().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, vec![("partner".into(), 50), ("website".into(), 3)]);
+}

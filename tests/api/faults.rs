@@ -60,8 +60,8 @@ async fn prefect_503_is_retried_with_the_same_key_then_reported_as_unavailable()
     assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
 }
 
-#[tokio::test]
-async fn a_503_followed_by_201_succeeds() {
+/// Prefect answers 503 twice, then 201.
+async fn prefect_busy_twice() -> MockServer {
     let prefect = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(DEPLOYMENT_PATH))
@@ -86,13 +86,51 @@ async fn a_503_followed_by_201_succeeds() {
         .expect(1)
         .mount(&prefect)
         .await;
-    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+    prefect
+}
+
+#[tokio::test]
+async fn a_route_without_a_queue_retries_a_503_within_the_budget() {
+    let prefect = prefect_busy_twice().await;
+    let app = spawn_app(without_queue(default_settings(&format!(
+        "{}/api",
+        prefect.uri()
+    ))))
+    .await;
 
     let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
     assert_eq!(response.status().as_u16(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "created");
     assert_eq!(body["flow_run_id"], "e72bf8dd-0000-4000-8000-000000000099");
+}
+
+#[tokio::test]
+async fn a_queueing_route_answers_queued_after_one_503_and_the_deliverer_retries() {
+    let prefect = prefect_busy_twice().await;
+    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
+
+    let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "queued", "{body}");
+    assert_eq!(
+        create_bodies(&prefect).await.len(),
+        1,
+        "the sender waited for one attempt only"
+    );
+    wait_for_gauge(&app, "outbox_queued", 0).await;
+    let keys: Vec<Value> = create_bodies(&prefect)
+        .await
+        .into_iter()
+        .map(|b| b["idempotency_key"].clone())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        3,
+        "one synchronous attempt, then 503 and 201 from the outbox"
+    );
+    assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
 }
 
 #[tokio::test]
@@ -156,7 +194,7 @@ async fn a_run_created_by_a_timed_out_attempt_is_reported_as_created_once() {
         .expect(1)
         .mount(&prefect)
         .await;
-    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    let mut settings = without_queue(default_settings(&format!("{}/api", prefect.uri())));
     settings.prefect.timeout_ms = 300;
     let app = spawn_app(settings).await;
 

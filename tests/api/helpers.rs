@@ -343,3 +343,19 @@ pub async fn gauge(app: &TestApp, name: &str) -> i64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no flowgate_{name} in:\n{text}"))
 }
+
+/// Polls `/metrics` until `flowgate_{name}` reads `want` (fails after 30 s).
+pub async fn wait_for_gauge(app: &TestApp, name: &str, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let value = gauge(app, name).await;
+        if value == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flowgate_{name} is {value}, expected {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::time::Instant;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -46,21 +45,6 @@ async fn mount_deployment(prefect: &MockServer) {
         )
         .mount(prefect)
         .await;
-}
-
-async fn wait_for_gauge(app: &TestApp, name: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = gauge(app, name).await;
-        if value == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "flowgate_{name} is {value}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn fast_delivery(
@@ -111,9 +95,13 @@ async fn an_outage_is_absorbed_and_each_request_delivered_once_when_prefect_retu
     assert_eq!(delivery_ids.len(), 20);
     assert_eq!(gauge(&app, "outbox_queued").await, 20);
     assert_eq!(
-        gauge(&app, "breaker_open").await,
+        gauge(&app, "outbox_queued_route{route=\"christmas-signup\"}").await,
+        20
+    );
+    assert_eq!(
+        gauge(&app, "prefect_concurrency_limit").await,
         1,
-        "repeated failures open the breaker"
+        "503s hold the adaptive limit at its minimum"
     );
 
     // Prefect comes back.

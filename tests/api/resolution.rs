@@ -13,7 +13,8 @@ const NEW_ID: &str = "00000000-0000-4000-8000-00000000000b";
 #[tokio::test]
 async fn fifty_concurrent_requests_with_a_cold_cache_make_one_lookup() {
     let prefect = happy_prefect(1).await;
-    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    // Senders wait for a call slot (no queue), so every one of them reaches Prefect.
+    let mut settings = without_queue(default_settings(&format!("{}/api", prefect.uri())));
     settings.prefect.max_in_flight = 8;
     settings.limits.per_ip = None;
     let app = spawn_app(settings).await;

@@ -1,21 +1,31 @@
-//! The deliverer: drains the outbox into Prefect, oldest first, each entry with its own
+//! The deliverer: drains the outbox into Prefect at the pace Prefect sets. As many deliveries
+//! run at once as the concurrency limit allows (plus one waiting for the next free slot); each
+//! route's entries go oldest first, routes taking turns by share. Every entry keeps its own
 //! idempotency key, so an attempt that succeeded before a crash or timeout is never repeated
 //! as a second run. Backoff with jitter between attempts; entries older than the configured
 //! age go dead (visible to ops). When Prefect comes back, every waiting entry becomes due.
 
+mod rate;
+mod schedule;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
+
+pub use rate::DrainMeter;
+use schedule::Schedule;
 
 use crate::breaker::Breaker;
 use crate::domain::DeploymentRef;
 use crate::error::{error_chain, GatewayError};
-use crate::outbox::is_deferrable;
+use crate::outbox::{is_deferrable, Backlog};
 use crate::pipeline::dispatch::{create_run, RunRequest};
 use crate::pipeline::resolve::DeploymentResolver;
 use crate::pipeline::verify::unix_now;
-use crate::prefect::{Deadline, PrefectClient, RetryPolicy};
+use crate::prefect::{Deadline, Patience, PrefectClient, RetryPolicy};
 use crate::store::{OutboxEntry, Store};
 
 #[derive(Debug, Clone)]
@@ -23,11 +33,14 @@ pub struct DelivererSettings {
     /// An entry still undelivered after this long goes dead.
     pub max_age: Duration,
     pub backoff: RetryPolicy,
+    /// Entries read from the outbox at a time, per route.
     pub batch_size: usize,
     /// Time for one delivery attempt (resolve + create), retries included.
     pub attempt_budget: Duration,
     /// How often Prefect's health is probed while entries wait.
     pub probe_every: Duration,
+    /// Each route's share of deliveries while several routes have entries waiting.
+    pub shares: HashMap<String, u32>,
 }
 
 pub struct Deliverer {
@@ -36,55 +49,88 @@ pub struct Deliverer {
     pub prefect: PrefectClient,
     pub breaker: Arc<Breaker>,
     pub wake: Arc<Notify>,
+    pub backlog: Arc<Backlog>,
+    pub meter: Arc<DrainMeter>,
     pub settings: DelivererSettings,
 }
 
 impl Deliverer {
-    /// Runs until `stop` turns true; an attempt in progress finishes first.
+    /// Runs until `stop` turns true; attempts in progress finish first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut waiting = false;
+        let mut schedule = Schedule::new(self.settings.shares.clone());
+        let mut active = FuturesUnordered::new();
+        // A delivery was deferred (Prefect failing): start no more until the next probe or a
+        // new request.
+        let mut paused = false;
+        self.count_backlog().await;
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            let now = unix_now();
-            let due = match self.store.due(now, self.settings.batch_size).await {
-                Ok(due) => due,
-                Err(e) => {
-                    tracing::error!(error = %error_chain(&e), "cannot read the outbox");
-                    vec![]
-                }
-            };
-            let mut progressed = false;
-            for entry in due {
-                match self.deliver(&entry).await {
-                    Attempt::Done => progressed = true,
-                    Attempt::Later => {
-                        waiting = true;
-                        break;
+            if !paused && schedule.needs_refill() {
+                let per_route = self.settings.batch_size + schedule.in_flight();
+                match self.store.due(unix_now(), per_route).await {
+                    Ok(due) => schedule.offer(due),
+                    Err(e) => {
+                        tracing::error!(error = %error_chain(&e), "cannot read the outbox");
+                        schedule.offer(vec![]);
                     }
                 }
-                if *stop.borrow() {
-                    return;
+            }
+            let room = active.len() < self.prefect.limit().snapshot().limit + 1;
+            if !paused && room {
+                if let Some(entry) = schedule.next() {
+                    active.push(self.attempt(entry));
+                    continue;
                 }
             }
-            if progressed {
-                continue;
-            }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                Some((entry, attempt)) = active.next(), if !active.is_empty() => {
+                    schedule.finished(entry.id);
+                    match attempt {
+                        Attempt::Done => self.backlog.settled(&entry.route),
+                        Attempt::Later => paused = true,
+                    }
+                }
+                _ = self.wake.notified() => {
+                    paused = false;
+                    schedule.request_refill();
+                }
                 _ = tokio::time::sleep(self.settings.probe_every) => {
-                    if waiting && self.prefect.health(Duration::from_secs(2)).await.is_ok() {
+                    if paused && self.prefect.health(Duration::from_secs(2)).await.is_ok() {
                         tracing::info!("Prefect answers again; delivering every waiting entry now");
-                        waiting = false;
                         if let Err(e) = self.store.wake_all(unix_now()).await {
                             tracing::error!(error = %error_chain(&e), "cannot reschedule the outbox");
                         }
                     }
+                    // Entries whose backoff has run out are tried again either way.
+                    paused = false;
+                    if schedule.is_idle() {
+                        self.count_backlog().await;
+                    }
+                    schedule.request_refill();
                 }
                 _ = stop.changed() => {}
             }
         }
+        while let Some((entry, attempt)) = active.next().await {
+            if let Attempt::Done = attempt {
+                self.backlog.settled(&entry.route);
+            }
+        }
+    }
+
+    /// Recounts what each route has waiting, from the store.
+    async fn count_backlog(&self) {
+        match self.store.queued_by_route().await {
+            Ok(counts) => self.backlog.reset(counts),
+            Err(e) => tracing::error!(error = %error_chain(&e), "cannot count the outbox"),
+        }
+    }
+
+    async fn attempt(&self, entry: OutboxEntry) -> (OutboxEntry, Attempt) {
+        let attempt = self.deliver(&entry).await;
+        (entry, attempt)
     }
 
     #[tracing::instrument(name = "deliver", skip_all, fields(delivery_id = %entry.id, route = %entry.route, attempt = entry.attempts + 1))]
@@ -111,6 +157,7 @@ impl Deliverer {
                     &self.resolver,
                     &self.prefect,
                     Deadline::after(self.settings.attempt_budget),
+                    Patience::UntilDeadline,
                 )
                 .await
             }
@@ -131,6 +178,7 @@ impl Deliverer {
                     self.store.mark_delivered(entry.id, run.flow_run_id).await,
                     "delivered",
                 );
+                self.meter.record(unix_now());
                 tracing::info!(flow_run_id = %run.flow_run_id, "delivered from the outbox");
                 Attempt::Done
             }
