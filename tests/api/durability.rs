@@ -10,33 +10,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::e2e::count_runs;
 use crate::helpers::*;
-use crate::real_prefect;
-
-async fn wait_for_runs(api: &str, tag: &str, want: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let have = count_runs(api, tag).await;
-        if have >= want {
-            assert_eq!(have, want, "more runs than requests");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {have} of {want} runs after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn assert_one_run_per_signup(api: &str, tag: &str, emails: &[String]) {
-    let runs = real_prefect::runs_per_email(api, tag).await;
-    assert_eq!(runs.len(), emails.len(), "every signup has a run");
-    for email in emails {
-        assert_eq!(runs.get(email), Some(&1), "{email} has exactly one run");
-    }
-}
+use crate::real_prefect::{self, assert_one_run_per_signup, wait_for_runs};
 
 #[tokio::test]
 async fn five_hundred_signups_during_an_outage_all_reach_prefect_exactly_once() {

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod auth;
+mod burst;
 mod check_config;
 mod durability;
 mod e2e;

@@ -5,6 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::e2e::count_runs;
 use crate::helpers::repo_path;
 
 /// Starts (or finds running) the server on `port`, with the deployment registered.
@@ -57,5 +62,30 @@ pub async fn runs_per_email(api: &str, tag: &str) -> BTreeMap<String, u32> {
             return counts;
         }
         offset += 200;
+    }
+}
+
+/// Polls Prefect until `want` runs carry `tag`; more than `want` fails at once.
+pub async fn wait_for_runs(api: &str, tag: &str, want: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have = count_runs(api, tag).await;
+        if have >= want {
+            assert_eq!(have, want, "more runs than requests");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {have} of {want} runs after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn assert_one_run_per_signup(api: &str, tag: &str, emails: &[String]) {
+    let runs = runs_per_email(api, tag).await;
+    assert_eq!(runs.len(), emails.len(), "every signup has a run");
+    for email in emails {
+        assert_eq!(runs.get(email), Some(&1), "{email} has exactly one run");
     }
 }
