@@ -204,6 +204,7 @@ async fn signups_sent_through_three_sigkills_each_run_exactly_once() {
 
     wait_for_runs(&api, &tag, N as u64, Duration::from_secs(180)).await;
     assert_one_run_per_signup(&api, &tag, &emails).await;
+    real_prefect::stop(PORT).await;
 }
 
 /// A TCP proxy to Prefect that swallows the first `201 Created` answer and closes the
@@ -251,7 +252,7 @@ async fn proxy_losing_first_created(upstream: u16) -> u16 {
 
 #[tokio::test]
 async fn an_answer_lost_after_prefect_created_the_run_does_not_make_a_second_run() {
-    const PORT: u16 = 4330;
+    const PORT: u16 = 4340;
     let api = real_prefect::start(PORT).await;
     let proxy = proxy_losing_first_created(PORT).await;
     let tag = format!("test:{}", uuid::Uuid::new_v4());
@@ -293,4 +294,5 @@ async fn an_answer_lost_after_prefect_created_the_run_does_not_make_a_second_run
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_one_run_per_signup(&api, &tag, &[email]).await;
+    real_prefect::stop(PORT).await;
 }
