@@ -326,3 +326,63 @@ async fn dead_entries_are_visible_to_ops_with_their_reason_and_can_be_retried() 
         .unwrap();
     problem(again, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn a_partners_flood_does_not_starve_the_website_route() {
+    // Prefect is down while a partner floods 200 requests, then the website sends 10. When
+    // Prefect returns, the website (share 4) gets 4 of every 5 deliveries, not the last 10.
+    let prefect = MockServer::start().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&prefect)
+        .await;
+    let mut settings = fast_delivery(default_settings(&format!("{}/api", prefect.uri())));
+    let mut partner = settings.routes[ROUTE].clone();
+    partner.share = 1;
+    partner.limit = None;
+    partner.tags = vec!["partner".into()];
+    settings.routes.insert("partner".into(), partner);
+    let website = settings.routes.get_mut(ROUTE).unwrap();
+    website.limit = None;
+    website.tags = vec!["website".into()];
+    assert_eq!(website.share, 4, "the shipped website share");
+    let app = spawn_app(settings).await;
+
+    for i in 0..200 {
+        let response = app
+            .post_json("partner", &signup(&format!("p{i}@example.com")))
+            .await;
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    for i in 0..10 {
+        let response = app
+            .post_json(ROUTE, &signup(&format!("w{i}@example.com")))
+            .await;
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    wait_for_gauge(&app, "outbox_queued", 210).await;
+
+    prefect.reset().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .and(path_regex(CREATE_PATH_REGEX))
+        .respond_with(RunPerKey::default())
+        .mount(&prefect)
+        .await;
+    wait_for_gauge(&app, "outbox_queued", 0).await;
+
+    let order: Vec<String> = creates(&prefect)
+        .await
+        .iter()
+        .map(|b| b["tags"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order.len(), 210);
+    let last_website = order.iter().rposition(|t| t == "website").unwrap();
+    // 4:1 puts the website's 10 within the first 13 (12.5) deliveries; equal shares would
+    // stretch them over the first 20, oldest first over all routes would put them last.
+    assert!(
+        last_website < 14,
+        "the website's 10 were not delivered 4 to 1: the last at position {last_website} of {order:?}"
+    );
+}
