@@ -48,16 +48,10 @@ impl PrefectError {
         )
     }
 
-    /// Prefect is saturated or unreachable: the concurrency limit should come down.
+    /// Prefect is saturated or unreachable: the concurrency limit should come down. The same
+    /// answers that are worth another attempt.
     pub fn is_overload(&self) -> bool {
-        matches!(
-            self,
-            Self::ServerError { status: 502..=504 }
-                | Self::RateLimited { .. }
-                | Self::Connect(_)
-                | Self::Transport(_)
-                | Self::Timeout
-        )
+        self.is_retryable()
     }
 
     /// The request may have reached Prefect and committed even though no answer came back.

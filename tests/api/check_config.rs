@@ -38,9 +38,11 @@ fn a_broken_config_names_every_bad_field_and_exits_1() {
         r#"
 [prefect]
 max_in_flight = 0
+min_in_flight = 2
 [routes.signup]
 deployment = "no-slash"
 auth = "none"
+share = 0
 [routes.signup.fields]
 score = { type = "integr" }
 age = { type = "integer", min = 10, max = 1 }
@@ -52,6 +54,8 @@ age = { type = "integer", min = 10, max = 1 }
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for expected in [
         "prefect.max_in_flight: must be at least 1",
+        "prefect.min_in_flight: must be at least 1 and at most prefect.max_in_flight",
+        "routes.signup.share: must be between 1 and 1000",
         "routes.signup.deployment: expected \"flow-name/deployment-name\"",
         "routes.signup.fields.score.type: unknown type \"integr\"",
         "routes.signup.fields.age.min: is greater than max",

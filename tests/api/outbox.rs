@@ -47,6 +47,30 @@ async fn mount_deployment(prefect: &MockServer) {
         .await;
 }
 
+/// A Prefect that knows the deployment and answers every create with 503.
+async fn prefect_down() -> MockServer {
+    let prefect = MockServer::start().await;
+    mount_deployment(&prefect).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&prefect)
+        .await;
+    prefect
+}
+
+/// Prefect is back: one run per idempotency key from now on.
+async fn bring_back(prefect: &MockServer) -> RunPerKey {
+    let up = RunPerKey::default();
+    prefect.reset().await;
+    mount_deployment(prefect).await;
+    Mock::given(method("POST"))
+        .and(path_regex(CREATE_PATH_REGEX))
+        .respond_with(up.clone())
+        .mount(prefect)
+        .await;
+    up
+}
+
 fn fast_delivery(
     mut settings: flowgate::configuration::Settings,
 ) -> flowgate::configuration::Settings {
@@ -70,12 +94,7 @@ async fn creates(prefect: &MockServer) -> Vec<Value> {
 
 #[tokio::test]
 async fn an_outage_is_absorbed_and_each_request_delivered_once_when_prefect_returns() {
-    let prefect = MockServer::start().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&prefect)
-        .await;
+    let prefect = prefect_down().await;
     let app = spawn_app(fast_delivery(default_settings(&format!(
         "{}/api",
         prefect.uri()
@@ -105,14 +124,7 @@ async fn an_outage_is_absorbed_and_each_request_delivered_once_when_prefect_retu
     );
 
     // Prefect comes back.
-    let prefect_up = RunPerKey::default();
-    prefect.reset().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .and(path_regex(CREATE_PATH_REGEX))
-        .respond_with(prefect_up.clone())
-        .mount(&prefect)
-        .await;
+    let prefect_up = bring_back(&prefect).await;
     wait_for_gauge(&app, "outbox_queued", 0).await;
 
     assert_eq!(
@@ -174,12 +186,7 @@ async fn a_run_created_before_a_timeout_is_not_created_again_by_the_deliverer() 
 
 #[tokio::test]
 async fn a_full_store_refuses_with_503_and_the_retry_succeeds_once_it_drains() {
-    let prefect = MockServer::start().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&prefect)
-        .await;
+    let prefect = prefect_down().await;
     let mut settings = fast_delivery(default_settings(&format!("{}/api", prefect.uri())));
     settings.store.max_size_mb = 1;
     settings.limits.max_fields = 1000;
@@ -206,14 +213,7 @@ async fn a_full_store_refuses_with_503_and_the_retry_succeeds_once_it_drains() {
     problem(refused, 503, "store_unavailable").await;
 
     // Prefect returns; the outbox drains and frees its space; the sender's retry gets through.
-    prefect.reset().await;
-    mount_deployment(&prefect).await;
-    let prefect_up = RunPerKey::default();
-    Mock::given(method("POST"))
-        .and(path_regex(CREATE_PATH_REGEX))
-        .respond_with(prefect_up.clone())
-        .mount(&prefect)
-        .await;
+    let prefect_up = bring_back(&prefect).await;
     wait_for_gauge(&app, "outbox_queued", 0).await;
     let retry = app.post_json(ROUTE, &big(accepted)).await;
     assert_eq!(
@@ -231,12 +231,7 @@ async fn a_full_store_refuses_with_503_and_the_retry_succeeds_once_it_drains() {
 
 #[tokio::test]
 async fn dead_entries_are_visible_to_ops_with_their_reason_and_can_be_retried() {
-    let prefect = MockServer::start().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&prefect)
-        .await;
+    let prefect = prefect_down().await;
     let app = spawn_app_with_admin_token(
         fast_delivery(default_settings(&format!("{}/api", prefect.uri()))),
         "ops-token",
@@ -331,12 +326,7 @@ async fn dead_entries_are_visible_to_ops_with_their_reason_and_can_be_retried() 
 async fn a_partners_flood_does_not_starve_the_website_route() {
     // Prefect is down while a partner floods 200 requests, then the website sends 10. When
     // Prefect returns, the website (share 4) gets 4 of every 5 deliveries, not the last 10.
-    let prefect = MockServer::start().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&prefect)
-        .await;
+    let prefect = prefect_down().await;
     let mut settings = fast_delivery(default_settings(&format!("{}/api", prefect.uri())));
     let mut partner = settings.routes[ROUTE].clone();
     partner.share = 1;
@@ -363,13 +353,7 @@ async fn a_partners_flood_does_not_starve_the_website_route() {
     }
     wait_for_gauge(&app, "outbox_queued", 210).await;
 
-    prefect.reset().await;
-    mount_deployment(&prefect).await;
-    Mock::given(method("POST"))
-        .and(path_regex(CREATE_PATH_REGEX))
-        .respond_with(RunPerKey::default())
-        .mount(&prefect)
-        .await;
+    bring_back(&prefect).await;
     wait_for_gauge(&app, "outbox_queued", 0).await;
 
     let order: Vec<String> = creates(&prefect)
