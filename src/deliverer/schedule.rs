@@ -70,10 +70,10 @@ impl Schedule {
 
     /// The next entry to deliver, now counted in flight until `finished`.
     pub fn next(&mut self) -> Option<OutboxEntry> {
-        let total: i64 = self.queues.keys().map(|r| self.share(r)).sum();
+        let total: i64 = self.queues.keys().map(|r| share(&self.shares, r)).sum();
         let mut best: Option<(&String, i64)> = None;
         for (route, queue) in &mut self.queues {
-            queue.current += self.shares.get(route).map_or(1, |&s| i64::from(s));
+            queue.current += share(&self.shares, route);
             if best.is_none_or(|(_, c)| queue.current > c) {
                 best = Some((route, queue.current));
             }
@@ -98,10 +98,11 @@ impl Schedule {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
     }
+}
 
-    fn share(&self, route: &str) -> i64 {
-        self.shares.get(route).map_or(1, |&s| i64::from(s))
-    }
+/// A route's share; 1 for a route no longer configured.
+fn share(shares: &HashMap<String, u32>, route: &str) -> i64 {
+    shares.get(route).map_or(1, |&s| i64::from(s))
 }
 
 #[cfg(test)]

@@ -38,18 +38,7 @@ fn sample_limit(app: &TestApp, done: Arc<AtomicBool>) -> tokio::task::JoinHandle
     tokio::spawn(async move {
         let mut samples = Vec::new();
         while !done.load(Ordering::Relaxed) {
-            let text = reqwest::get(format!("{admin}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if let Some(v) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("flowgate_prefect_concurrency_limit "))
-            {
-                samples.push(v.trim().parse().unwrap());
-            }
+            samples.push(gauge_at(&admin, "prefect_concurrency_limit").await);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         samples

@@ -100,15 +100,7 @@ async fn run_id(response: reqwest::Response, api: &str, tag: &str, email: &str) 
 async fn run_for_email(api: &str, tag: &str, email: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let runs: Vec<Value> = reqwest::Client::new()
-            .post(format!("{api}/flow_runs/filter"))
-            .json(&json!({"flow_runs": {"tags": {"all_": [tag]}}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let runs = crate::real_prefect::runs_with_tag(api, tag).await;
         if let Some(run) = runs.iter().find(|r| r["parameters"]["email"] == email) {
             return run["id"].as_str().unwrap().to_owned();
         }

@@ -332,7 +332,12 @@ pub async fn untouchable_prefect() -> MockServer {
 
 /// A gauge read from the admin listener's `/metrics`.
 pub async fn gauge(app: &TestApp, name: &str) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", app.admin_address))
+    gauge_at(&app.admin_address, name).await
+}
+
+/// A gauge read from `/metrics` at an admin address.
+pub async fn gauge_at(admin_address: &str, name: &str) -> i64 {
+    let text = reqwest::get(format!("{admin_address}/metrics"))
         .await
         .unwrap()
         .text()

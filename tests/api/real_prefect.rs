@@ -36,33 +36,39 @@ pub async fn stop(port: u16) {
     assert!(status.success(), "scripts/local-prefect stop {port} failed");
 }
 
-/// How many runs carry `tag`, by email parameter.
-pub async fn runs_per_email(api: &str, tag: &str) -> BTreeMap<String, u32> {
+/// Every run that carries `tag`.
+pub async fn runs_with_tag(api: &str, tag: &str) -> Vec<Value> {
     let client = reqwest::Client::new();
-    let mut counts = BTreeMap::new();
-    let mut offset = 0;
+    let mut runs = Vec::new();
     loop {
         let page: Vec<Value> = client
             .post(format!("{api}/flow_runs/filter"))
-            .json(&json!({"flow_runs": {"tags": {"all_": [tag]}}, "sort": "ID_DESC", "limit": 200, "offset": offset}))
+            .json(&json!({"flow_runs": {"tags": {"all_": [tag]}}, "sort": "ID_DESC", "limit": 200, "offset": runs.len()}))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        for run in &page {
-            let email = run["parameters"]["email"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            *counts.entry(email).or_insert(0) += 1;
+        let last = page.len() < 200;
+        runs.extend(page);
+        if last {
+            return runs;
         }
-        if page.len() < 200 {
-            return counts;
-        }
-        offset += 200;
     }
+}
+
+/// How many runs carry `tag`, by email parameter.
+pub async fn runs_per_email(api: &str, tag: &str) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for run in runs_with_tag(api, tag).await {
+        let email = run["parameters"]["email"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        *counts.entry(email).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Polls Prefect until `want` runs carry `tag`; more than `want` fails at once.
