@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::domain::{DeploymentRef, FieldError, IdempotencyKeyError};
 use crate::prefect::PrefectError;
 use crate::request_id::RequestId;
+use crate::request_log::RequestNote;
 
 /// Seconds a sender should wait before retrying a 503.
 pub const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
@@ -208,17 +209,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.error.status();
         let code = self.error.code();
+        // The request's one log line carries the code; a server error's cause goes with it.
+        let mut note = RequestNote::code(code);
         if status.is_server_error() {
-            tracing::error!(code, error = %error_chain(&self.error), "request failed");
-        } else {
-            let fields: Vec<&str> = self
-                .error
-                .field_errors()
-                .unwrap_or_default()
-                .iter()
-                .map(|e| e.field.as_str())
-                .collect();
-            tracing::info!(code, ?fields, "request rejected");
+            note = note.with_detail(&error_chain(&self.error));
         }
         let problem = Problem {
             kind: format!("urn:flowgate:problem:{code}"),
@@ -245,7 +239,9 @@ impl ResponseError for ApiError {
         if let GatewayError::InvalidToken = self.error {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(problem)
+        let mut response = response.json(problem);
+        response.extensions_mut().insert(note);
+        response
     }
 }
 

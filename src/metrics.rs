@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -17,6 +18,7 @@ use crate::deliverer::DrainMeter;
 use crate::pipeline::verify::unix_now;
 use crate::prefect::ConcurrencyLimit;
 use crate::ratelimit::KeyedLimiter;
+use crate::request_log::RequestLabels;
 use crate::route_table::RouteTable;
 use crate::store::Store;
 
@@ -28,6 +30,10 @@ pub struct Sources {
     pub breaker: Arc<Breaker>,
     pub limit: ConcurrencyLimit,
     pub meter: Arc<DrainMeter>,
+    /// Requests by route and outcome code (from the request log).
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request lines the log budget left out.
+    pub log_suppressed: Counter,
 }
 
 pub struct Metrics {
@@ -91,6 +97,16 @@ impl Metrics {
             drain_rate.clone(),
         );
         registry.register(
+            "requests",
+            "Requests answered, by configured route (- for none) and outcome or error code",
+            sources.requests.clone(),
+        );
+        registry.register(
+            "log_lines_suppressed",
+            "Request log lines left out by the log budget (sampled rejections, rate cap)",
+            sources.log_suppressed.clone(),
+        );
+        registry.register(
             "outbox_delivered",
             "Runs created from the outbox since start",
             sources.meter.delivered_counter(),
@@ -112,7 +128,8 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with gauges refreshed. Fails when the store cannot be read.
+    /// The text exposition, with gauges refreshed: counts from memory, the oldest entry by one
+    /// index seek. Fails when the store cannot be read.
     pub async fn render(&self) -> Result<String, String> {
         let s = &self.sources;
         let stats = s.store.stats(unix_now()).await.map_err(|e| e.to_string())?;
@@ -129,11 +146,12 @@ impl Metrics {
         self.prefect_in_flight.set(clamp(limit.in_flight as u64));
         self.prefect_overloads.set(clamp(limit.overloads));
         self.drain_rate.set(s.meter.per_second(unix_now()));
-        let by_route = s.store.queued_by_route().await.map_err(|e| e.to_string())?;
         self.outbox_queued_route.clear();
-        for (route, queued) in by_route {
+        for (route, queued) in s.store.counts().by_route() {
             self.outbox_queued_route
-                .get_or_create(&RouteLabel { route })
+                .get_or_create(&RouteLabel {
+                    route: route.to_owned(),
+                })
                 .set(clamp(queued));
         }
         let mut out = String::new();

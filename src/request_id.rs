@@ -9,8 +9,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
+
+use crate::request_log::{write_line, RequestLog, RequestNote};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,7 +55,8 @@ impl FromRequest for RequestId {
     }
 }
 
-/// Middleware: assigns the id, wraps the request in a span, logs the outcome, sets the header.
+/// Middleware: assigns the id, wraps the request in a span (for the inner stages' debug
+/// lines), sets the header, and writes the request's one line within the log budget.
 pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -64,23 +67,40 @@ pub async fn request_id_middleware(
         .and_then(RequestId::from_incoming)
         .unwrap_or_else(RequestId::new);
     req.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.path(),
-    );
+    let log = req.app_data::<web::Data<RequestLog>>().cloned();
+    let method = req.method().clone();
+    // The route pattern, not the path: a path is whatever the sender typed.
+    let path = req.match_pattern().unwrap_or_else(|| "-".into());
+    let span = tracing::debug_span!("request", request_id = %id);
     let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    let mut response = next.call(req).instrument(span).await?;
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
-            "request finished"
-        )
-    });
+    let status = response.status().as_u16();
+    let note = response
+        .response()
+        .extensions()
+        .get::<RequestNote>()
+        .cloned()
+        .unwrap_or_else(|| RequestNote::code("-"));
+    let write = log.is_none_or(|log| log.admit(status, &note, now_ms()));
+    if write {
+        write_line(
+            id.as_str(),
+            method.as_str(),
+            &path,
+            status,
+            &note,
+            started.elapsed().as_millis() as u64,
+        );
+    }
     Ok(response)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -14,7 +14,7 @@ use crate::breaker::Breaker;
 use crate::configuration::Configuration;
 use crate::deliverer::{Deliverer, DelivererSettings, DrainMeter};
 use crate::metrics::{Metrics, Sources};
-use crate::outbox::{Backlog, Outbox};
+use crate::outbox::{Outbox, Submitter};
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
@@ -22,7 +22,9 @@ use crate::pipeline::verify::unix_now;
 use crate::prefect::PrefectClient;
 use crate::prefect::RetryPolicy;
 use crate::ratelimit::KeyedLimiter;
+use crate::readiness::{spawn_refresh, Readiness};
 use crate::request_id::request_id_middleware;
+use crate::request_log::{LogBudget, RequestLog};
 use crate::route_table::parse_network;
 use crate::route_table::RouteTable;
 use crate::routes::{admin, fallback, health, hooks};
@@ -90,7 +92,6 @@ impl Application {
             Duration::from_secs(s.delivery.breaker_cooldown_secs),
         ));
         let wake = Arc::new(Notify::new());
-        let backlog = Arc::new(Backlog::default());
         let meter = Arc::new(DrainMeter::default());
         let (stop_delivery, stop_rx) = watch::channel(false);
         let deliverer = Deliverer {
@@ -99,7 +100,6 @@ impl Application {
             prefect: prefect.clone(),
             breaker: breaker.clone(),
             wake: wake.clone(),
-            backlog: backlog.clone(),
             meter: meter.clone(),
             settings: DelivererSettings {
                 max_age: Duration::from_secs(s.delivery.max_age_secs),
@@ -130,16 +130,40 @@ impl Application {
             .iter()
             .filter_map(|raw| parse_network(raw).ok())
             .collect();
+        let deliveries = DeliveryMemory::new(
+            Duration::from_secs(s.server.delivery_memory_secs),
+            s.server.delivery_memory_capacity,
+            store.clone(),
+        );
+        deliveries.spawn_pruning(PRUNE_EVERY);
+        let readiness = Arc::new(Readiness::default());
+        spawn_refresh(
+            readiness.clone(),
+            prefect.clone(),
+            store.clone(),
+            Duration::from_secs(s.delivery.probe_every_secs.max(1)),
+        );
+        let outbox = Outbox::new(store.clone(), wake);
+        let submitter = Submitter {
+            outbox: outbox.clone(),
+            breaker: breaker.clone(),
+            resolver: resolver.clone(),
+            prefect: prefect.clone(),
+            budget: s.prefect.request_budget(),
+        };
+        let request_log = web::Data::new(RequestLog::new(LogBudget {
+            rejections_per_key: s.telemetry.rejection_lines_per_minute,
+            lines_per_sec: s.telemetry.max_request_lines_per_sec,
+        }));
+        spawn_log_ticks(request_log.clone().into_inner());
         let state = web::Data::new(AppState {
             routes: config.routes.clone(),
             resolver,
             prefect,
-            deliveries: DeliveryMemory::new(
-                Duration::from_secs(s.server.delivery_memory_secs),
-                s.server.delivery_memory_capacity,
-                store.clone(),
-            ),
-            outbox: Outbox::new(store.clone(), wake, backlog),
+            deliveries,
+            outbox,
+            submitter,
+            readiness,
             breaker: breaker.clone(),
             trusted_proxies,
             client_limiter: client_limiter.clone(),
@@ -148,7 +172,6 @@ impl Application {
                 max_fields: s.limits.max_fields,
             },
             body_timeout: Duration::from_millis(s.server.body_timeout_ms),
-            request_budget: s.prefect.request_budget(),
         });
         spawn_eviction(
             &client_limiter,
@@ -167,6 +190,8 @@ impl Application {
             breaker,
             limit: limit.clone(),
             meter,
+            requests: request_log.requests.clone(),
+            log_suppressed: request_log.suppressed.clone(),
         }));
         let admin_only = web::Data::new(AdminPort(admin_port));
         let admin_token = web::Data::new(admin::AdminToken(config.admin_token.clone()));
@@ -176,6 +201,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(request_id_middleware))
                 .app_data(state.clone())
+                .app_data(request_log.clone())
                 .app_data(metrics.clone())
                 .app_data(admin_only.clone())
                 .app_data(admin_token.clone())
@@ -266,6 +292,25 @@ fn warn_about_rotations(config: &Configuration) {
             tracing::warn!(route = %route.name(), ?labels, "several secrets are active; finish the rotation by removing or expiring the old one");
         }
     }
+}
+
+/// How often delivery ids older than the delivery memory are pruned from the store.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Ends the log budget's minutes on time, so a quiet minute's summary is written too.
+fn spawn_log_ticks(log: Arc<RequestLog>) {
+    let log = Arc::downgrade(&log);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let Some(log) = log.upgrade() else { return };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            log.tick(now);
+        }
+    });
 }
 
 /// Evicts idle rate-limit keys every `every`, for as long as the limiters exist.

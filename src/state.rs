@@ -8,9 +8,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::breaker::Breaker;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Submitter};
 use crate::pipeline::parse::BodyLimits;
 use crate::ratelimit::KeyedLimiter;
+use crate::readiness::Readiness;
 
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::resolve::DeploymentResolver;
@@ -22,7 +23,11 @@ pub struct AppState {
     pub resolver: DeploymentResolver,
     pub prefect: PrefectClient,
     pub outbox: Outbox,
+    /// Prefect now or the outbox: the one submit policy.
+    pub submitter: Submitter,
     pub breaker: Arc<Breaker>,
+    /// What `/readyz` answers, refreshed in the background.
+    pub readiness: Arc<Readiness>,
     pub deliveries: DeliveryMemory,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -31,6 +36,4 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     /// How long a sender may take to send the body.
     pub body_timeout: Duration,
-    /// How long a sender may wait for dispatch, retries included.
-    pub request_budget: Duration,
 }

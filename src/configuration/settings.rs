@@ -113,7 +113,7 @@ impl Default for PrefectSettings {
             request_budget_ms: 5_000,
             concurrency: LimitMode::Adaptive,
             min_in_flight: 1,
-            max_in_flight: 4,
+            max_in_flight: 64,
             retry_attempts: 6,
             retry_base_delay_ms: 50,
             retry_max_delay_ms: 2_000,
@@ -145,6 +145,10 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// A tracing filter such as `info` or `flowgate=debug,actix_web=info`; `RUST_LOG` wins.
     pub level: String,
+    /// Rejection lines written per (client, route, code) per minute; the rest are counted.
+    pub rejection_lines_per_minute: u32,
+    /// Request lines written per second in all; the rest are counted.
+    pub max_request_lines_per_sec: u32,
 }
 
 impl Default for TelemetrySettings {
@@ -152,6 +156,8 @@ impl Default for TelemetrySettings {
         Self {
             format: LogFormat::Pretty,
             level: "info".into(),
+            rejection_lines_per_minute: 5,
+            max_request_lines_per_sec: 2000,
         }
     }
 }

@@ -20,6 +20,11 @@ impl DrainMeter {
         self.delivered.clone()
     }
 
+    /// Runs created from the outbox since start.
+    pub fn total(&self) -> u64 {
+        self.delivered.get()
+    }
+
     pub fn record(&self, now: i64) {
         self.delivered.inc();
         let mut seconds = self.seconds();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use crate::store::OutboxEntry;
+use crate::store::{OutboxCounts, OutboxEntry};
 
 #[derive(Debug, Default)]
 struct RouteQueue {
@@ -49,8 +49,34 @@ impl Schedule {
         self.in_flight
     }
 
+    #[cfg(test)]
     pub fn is_idle(&self) -> bool {
         self.in_flight == 0 && self.queues.is_empty()
+    }
+
+    /// Whether a read of the store is worth it after new entries arrived: the held entries run
+    /// low, or a route has entries waiting that none of the held ones belong to.
+    pub fn wants_more(&self, counts: &OutboxCounts) -> bool {
+        let held: usize = self.queues.values().map(|q| q.entries.len()).sum();
+        held <= self.in_flight.max(1)
+            || counts
+                .by_route()
+                .any(|(route, n)| n > 0 && !self.queues.contains_key(route))
+    }
+
+    /// An attempt that left its entry due: back at the front of its route, in id order (ids
+    /// are time-ordered), to be handed out again.
+    pub fn put_back(&mut self, entry: OutboxEntry) {
+        if !self.known.insert(entry.id) {
+            return;
+        }
+        let queue = self.queues.entry(entry.route.clone()).or_default();
+        let at = queue
+            .entries
+            .iter()
+            .position(|e| e.id > entry.id)
+            .unwrap_or(queue.entries.len());
+        queue.entries.insert(at, entry);
     }
 
     /// Takes a fresh read of the store (each route's oldest due entries), skipping entries

@@ -28,11 +28,16 @@ pub fn delivery_key(route: &Route, verified: &Verified, body: &[u8]) -> Option<S
     }
 }
 
-/// Accepted delivery ids: in memory for speed, in the store so they survive a restart.
+/// Delivery ids forgotten per store command while pruning.
+const PRUNE_BATCH: usize = 5_000;
+
+/// Accepted delivery ids: in memory for speed, in the store so they survive a restart; both
+/// forget them after `ttl` (the store in the background, in batches).
 #[derive(Clone)]
 pub struct DeliveryMemory {
     accepted: Cache<(RouteName, String), Outcome>,
     store: Arc<dyn Store>,
+    ttl: Duration,
 }
 
 impl DeliveryMemory {
@@ -43,7 +48,44 @@ impl DeliveryMemory {
                 .time_to_live(ttl)
                 .build(),
             store,
+            ttl,
         }
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Forgets every stored delivery id older than the memory, a batch at a time; returns how
+    /// many went.
+    pub async fn prune(&self, now: i64) -> Result<usize, crate::store::StoreError> {
+        let before = now.saturating_sub(self.ttl_secs());
+        let mut pruned = 0;
+        loop {
+            let n = self.store.prune_deliveries(before, PRUNE_BATCH).await?;
+            pruned += n;
+            if n < PRUNE_BATCH {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Prunes the stored ids every `every`, off the request path.
+    pub fn spawn_pruning(&self, every: Duration) {
+        let memory = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match memory.prune(crate::pipeline::verify::unix_now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(pruned = n, "forgot old delivery ids"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::error_chain(&e), "cannot prune delivery ids")
+                    }
+                }
+            }
+        });
     }
 
     /// Runs `process` unless `delivery_id` was accepted before on `route`; failures are not
@@ -59,7 +101,11 @@ impl DeliveryMemory {
         let first = async {
             let recalled = self
                 .store
-                .recall_delivery(route.to_string(), delivery_id.to_owned())
+                .recall_delivery(
+                    route.to_string(),
+                    delivery_id.to_owned(),
+                    crate::pipeline::verify::unix_now().saturating_sub(self.ttl_secs()),
+                )
                 .await;
             if let Ok(Some(outcome)) = recalled {
                 return Ok::<_, GatewayError>(Outcome::from_remembered(outcome));
@@ -88,7 +134,7 @@ impl DeliveryMemory {
         if entry.is_fresh() {
             Ok(entry.into_value())
         } else {
-            tracing::info!(delivery_id, "redelivery answered with the first outcome");
+            tracing::debug!(delivery_id, "redelivery answered with the first outcome");
             Ok(entry.into_value().as_duplicate())
         }
     }

@@ -87,7 +87,7 @@ pub async fn create_run(
                 } else {
                     RunStatus::Duplicate
                 };
-                tracing::info!(flow_run_id = %created.id, ?status, "flow run dispatched");
+                tracing::debug!(flow_run_id = %created.id, ?status, "flow run dispatched");
                 return Ok(Dispatched {
                     flow_run_id: created.id,
                     status,
@@ -114,7 +114,7 @@ fn declared_only(parameters: &Map<String, Value>, deployment: &Deployment) -> Ma
         .partition(|(k, _)| declared.contains(k));
     if !dropped.is_empty() {
         let names: Vec<&String> = dropped.keys().collect();
-        tracing::warn!(
+        tracing::debug!(
             ?names,
             "parameters not declared by the deployment were not sent"
         );

@@ -16,7 +16,7 @@ pub fn check_client(
     };
     let key = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     limiter.check(&key).map_err(|wait| {
-        tracing::info!(client = %key, "per-address rate limit reached");
+        tracing::debug!(client = %key, "per-address rate limit reached");
         GatewayError::RateLimited {
             retry_after_secs: retry_after_secs(wait),
         }

@@ -6,6 +6,9 @@
 //! 70 %, never below the minimum. A grown limit that fails at once doubles the window before the
 //! next probe (up to a ceiling), so a Prefect that takes one write at a time (SQLite) settles at
 //! one with a rare probe, while one that scales (PostgreSQL) climbs to what it can serve.
+//! Until the first overload the limit is in slow start: it grows by one per base window
+//! whatever its size, so a fast Prefect is used fully within a few thousand calls (each step also waits
+//! out the calls started under the previous limit).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -54,6 +57,8 @@ struct State {
     window_factor: u32,
     /// The last change was an increase not yet confirmed by a full window.
     probing: bool,
+    /// No overload seen yet: grow by one per base window.
+    slow_start: bool,
     /// The limit at which the last probe failed: below it the limit climbs at the base pace
     /// (back after an outage), from it on at the slowed pace.
     ceiling: Option<usize>,
@@ -94,6 +99,7 @@ impl ConcurrencyLimit {
                 window_factor: 1,
                 probing: false,
                 ceiling: None,
+                slow_start: true,
                 overloads: 0,
             }),
             freed: Notify::new(),
@@ -173,9 +179,12 @@ impl ConcurrencyLimit {
         s.served += 1;
         let slowed = s.ceiling.is_some_and(|c| s.limit + 1 >= c);
         let factor = if slowed { s.window_factor } else { 1 };
-        let window = BASE_WINDOW
-            .saturating_mul(factor)
-            .saturating_mul(u32::try_from(s.limit).unwrap_or(u32::MAX));
+        let size = if s.slow_start {
+            1
+        } else {
+            u32::try_from(s.limit).unwrap_or(u32::MAX)
+        };
+        let window = BASE_WINDOW.saturating_mul(factor).saturating_mul(size);
         if s.served < window {
             return;
         }
@@ -198,6 +207,7 @@ impl ConcurrencyLimit {
     }
 
     fn overloaded(&self, s: &mut State) {
+        s.slow_start = false;
         if s.probing {
             s.window_factor = (s.window_factor * 2).min(MAX_WINDOW_FACTOR);
             s.ceiling = Some(s.limit);
@@ -206,7 +216,7 @@ impl ConcurrencyLimit {
         let cut = ((s.limit as f64) * DECREASE).floor() as usize;
         let limit = cut.clamp(self.0.min, self.0.max);
         if limit != s.limit {
-            tracing::info!(
+            tracing::debug!(
                 from = s.limit,
                 to = limit,
                 "Prefect is overloaded; concurrency limit lowered"

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::{ApiError, GatewayError};
 use crate::metrics::Metrics;
 use crate::request_id::RequestId;
+use crate::request_log::RequestNote;
 use crate::startup::AdminPort;
 
 /// `GET /metrics`, on the admin listener only (404 on the public one).
@@ -129,7 +130,11 @@ pub async fn retry_dead(
         return Err(fail(GatewayError::NotFound));
     }
     state.outbox.wake();
-    tracing::info!(delivery_id = %id, "dead entry requeued by ops");
-    Ok(HttpResponse::Accepted()
-        .json(serde_json::json!({ "status": "requeued", "delivery_id": *id })))
+    let mut response = HttpResponse::Accepted()
+        .json(serde_json::json!({ "status": "requeued", "delivery_id": *id }));
+    // The admin action is on the request's one log line.
+    response.extensions_mut().insert(
+        RequestNote::code("requeued").with_detail(&format!("dead entry {id} requeued by ops")),
+    );
+    Ok(response)
 }

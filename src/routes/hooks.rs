@@ -1,5 +1,6 @@
 //! `POST /hooks/{route}`: one line per pipeline stage. `OPTIONS`: the CORS preflight.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -9,12 +10,11 @@ use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
 use crate::error::GatewayError;
-use crate::outbox::{is_busy, is_deferrable, Outcome};
+use crate::outbox::Outcome;
 use crate::pipeline::body::read_body;
 use crate::pipeline::client::{check_allowed, client_ip};
 use crate::pipeline::cors;
 use crate::pipeline::dedup::delivery_key;
-use crate::pipeline::dispatch::dispatch;
 use crate::pipeline::fields::validate_fields;
 use crate::pipeline::honeypot::take_honeypot;
 use crate::pipeline::map::plan_flow_run;
@@ -22,8 +22,8 @@ use crate::pipeline::parse::parse_body;
 use crate::pipeline::ratelimit::{check_client, check_route};
 use crate::pipeline::route::{content_kind, find_route};
 use crate::pipeline::verify::{unix_now, verify};
-use crate::prefect::{Deadline, Patience};
 use crate::request_id::RequestId;
+use crate::request_log::RequestNote;
 use crate::route_table::{ContentKind, Route};
 use crate::state::AppState;
 
@@ -37,11 +37,24 @@ pub async fn receive(
     request_id: RequestId,
 ) -> HttpResponse {
     let found = state.routes.get(&route);
-    let mut response = match handle(&req, &route, payload, &state, &request_id).await {
+    let client = client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers(),
+        &state.trusted_proxies,
+    );
+    let mut response = match handle(&req, &route, client, payload, &state, &request_id).await {
         Ok(response) => response,
         Err(e) => e.with_request_id(&request_id).error_response(),
     };
     cors::decorate(found.as_deref(), req.headers(), &mut response);
+    let mut note = response
+        .extensions()
+        .get::<RequestNote>()
+        .cloned()
+        .unwrap_or_else(|| RequestNote::code("-"));
+    note.route = found.map(|r| Arc::from(r.name().as_ref()));
+    note.client = client;
+    response.extensions_mut().insert(note);
     response
 }
 
@@ -59,15 +72,11 @@ pub async fn preflight(
 async fn handle(
     req: &HttpRequest,
     route_name: &str,
+    client: Option<IpAddr>,
     payload: web::Payload,
     state: &AppState,
     request_id: &RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    let client = client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        req.headers(),
-        &state.trusted_proxies,
-    );
     check_client(state.client_limiter.as_deref(), client)?;
     let route = find_route(&state.routes, route_name)?;
     check_allowed(&route, client)?;
@@ -115,11 +124,8 @@ impl Accepted<'_> {
     ) -> Result<Outcome, GatewayError> {
         let mut input = parse_body(self.kind, &self.body, state.body_limits)?;
         if take_honeypot(self.route, &mut input) {
-            tracing::info!(
-                code = "honeypot",
-                "honeypot field filled; answered as accepted, nothing started"
-            );
-            return Ok(Outcome::Created {
+            // Answered as accepted so a bot learns nothing; nothing is started.
+            return Ok(Outcome::Decoy {
                 flow_run_id: uuid::Uuid::new_v4(),
             });
         }
@@ -131,48 +137,7 @@ impl Accepted<'_> {
             delivery_id,
             self.request_id,
         )?;
-        let queues = self.route.queues();
-        if queues {
-            if state.breaker.is_open() {
-                return state
-                    .outbox
-                    .queue(&plan, "Prefect is failing (circuit open)")
-                    .await;
-            }
-            let waiting = state.outbox.waiting(self.route.name().as_ref());
-            if waiting > 0 {
-                let reason = format!("behind {waiting} queued requests of this route");
-                return state.outbox.queue(&plan, &reason).await;
-            }
-        }
-        // A route that can answer "queued" takes a free call slot or none, and makes one
-        // attempt: the sender never waits on Prefect's pace. Others wait and retry in budget.
-        let patience = if queues {
-            Patience::Now
-        } else {
-            Patience::UntilDeadline
-        };
-        let deadline = Deadline::after(state.request_budget);
-        match dispatch(&plan, &state.resolver, &state.prefect, deadline, patience).await {
-            Ok(run) => {
-                state.breaker.success();
-                Ok(Outcome::from_dispatch(run))
-            }
-            Err(e) if is_deferrable(&e) => {
-                if !is_busy(&e) {
-                    state.breaker.failure();
-                }
-                if queues {
-                    state
-                        .outbox
-                        .queue(&plan, &format!("{}: {e}", e.code()))
-                        .await
-                } else {
-                    Err(e)
-                }
-            }
-            Err(e) => Err(e),
-        }
+        state.submitter.submit(&plan, self.route.queues()).await
     }
 }
 
@@ -200,7 +165,7 @@ struct Answer<'a> {
 /// when this request was answered before.
 fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
     let (status, word, run, delivery) = match outcome {
-        Outcome::Created { flow_run_id } => {
+        Outcome::Created { flow_run_id } | Outcome::Decoy { flow_run_id } => {
             (StatusCode::ACCEPTED, "created", Some(flow_run_id), None)
         }
         Outcome::Queued { delivery_id } => {
@@ -213,10 +178,16 @@ fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
             (StatusCode::OK, "duplicate", None, Some(delivery_id))
         }
     };
-    HttpResponse::build(status).json(Answer {
+    let mut response = HttpResponse::build(status).json(Answer {
         status: word,
         flow_run_id: run,
         delivery_id: delivery,
         request_id: request_id.as_str(),
-    })
+    });
+    let code = match outcome {
+        Outcome::Decoy { .. } => "honeypot",
+        _ => word,
+    };
+    response.extensions_mut().insert(RequestNote::code(code));
+    response
 }

@@ -1,12 +1,18 @@
 //! Durable state behind one small trait: the outbox of requests Prefect has not taken yet, and
 //! the delivery ids already accepted. SQLite (one file, WAL, fsync on commit) by default; the
 //! trait is what a PostgreSQL store for several replicas implements later.
+//!
+//! Cost does not grow with what is stored: every operation is an index seek with a limit, and
+//! the counts behind metrics, readiness and load leveling are kept in memory as entries come
+//! and go (counted from the file once, at open).
 
+mod counts;
 mod sqlite;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
+pub use counts::OutboxCounts;
 pub use sqlite::SqliteStore;
 
 /// One request waiting for Prefect.
@@ -66,36 +72,38 @@ pub enum RememberedOutcome {
 pub enum StoreError {
     #[error("the store is full")]
     Full,
-    #[error("the store failed")]
-    Sqlite(#[from] rusqlite::Error),
     #[error("the store's writer has stopped")]
     Stopped,
-    #[error("a stored entry is unreadable: {0}")]
-    Corrupt(String),
-    #[error("cannot open the store at {path}")]
-    Open {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    #[error("the store failed: {0}")]
+    Failed(String),
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
 }
 
 pub trait Store: Send + Sync {
     /// Writes the entry durably (fsync'd) before returning.
     fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Queued entries due at `now`: up to `per_route` of each route, each route's oldest first.
+    /// Queued entries due at `now`: up to `per_route` of each route that has entries waiting,
+    /// each route's in the order they became due (oldest first for entries never deferred).
     fn due(
         &self,
         now: i64,
         per_route: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
-    /// How many entries each route has queued (routes with none are left out).
-    fn queued_by_route(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, StoreError>>;
+    /// What the outbox holds, from memory: no read of the store.
+    fn counts(&self) -> OutboxCounts;
+    /// Entries `route` has queued, from memory.
+    fn queued(&self, route: &str) -> u64;
+    /// False once the store could not commit (or its writer stopped); true again after a
+    /// successful commit.
+    fn healthy(&self) -> bool;
     fn mark_delivered(
         &self,
         id: uuid::Uuid,
         flow_run_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Counts a failed attempt and records its reason; the entry is next due at
+    /// `next_attempt_at` (its current value to keep it due).
     fn reschedule(
         &self,
         id: uuid::Uuid,
@@ -103,20 +111,28 @@ pub trait Store: Send + Sync {
         error: String,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The counts, plus the age of the oldest queued entry (one index seek).
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>>;
-    /// Makes every queued entry due now (Prefect is back: no need to wait out backoffs).
-    fn wake_all(&self, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
     fn remember_delivery(
         &self,
         route: String,
         delivery_id: String,
         outcome: RememberedOutcome,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The first answer for a delivery id remembered at or after `since` (unix seconds).
     fn recall_delivery(
         &self,
         route: String,
         delivery_id: String,
+        since: i64,
     ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>>;
+    /// Forgets delivery ids remembered before `before`, oldest first, at most `limit` of them;
+    /// returns how many went. Called in a loop in the background, never on the request path.
+    fn prune_deliveries(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>>;
     /// Entries in `state` (queued or dead), oldest first, for ops.
     fn list(
         &self,

@@ -320,8 +320,13 @@ pub async fn spawn_app_with_admin_token(settings: Settings, token: &str) -> Test
 }
 
 /// A mock Prefect that must receive nothing (`expect(0)`, checked on drop).
+/// A Prefect that must see no call but the background health probe.
 pub async fn untouchable_prefect() -> MockServer {
     let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::path("/api/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("true"))
+        .mount(&server)
+        .await;
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(500))
         .expect(0)

@@ -1,5 +1,6 @@
-//! The real binary, with debug-level JSON logs, handling signed and bearer requests: its logs
-//! carry request ids and reason codes, and never a secret, a token or a body.
+//! The real binary's log: with debug-level JSON logs, signed and bearer requests leave request
+//! ids and reason codes, never a secret, a token or a body; at the default level, one bounded
+//! line per request, rejections sampled, the rest counted.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -97,6 +98,7 @@ event = {{ type = "string" }}
         }
         r.send()
     };
+    let mut request_ids = Vec::new();
     let ok = send(
         "gh",
         vec![
@@ -108,6 +110,7 @@ event = {{ type = "string" }}
     .await
     .unwrap();
     assert_eq!(ok.status().as_u16(), 202);
+    request_ids.push(request_id(&ok));
     let bad = send(
         "gh",
         vec![("x-hub-signature-256", signature)],
@@ -116,6 +119,7 @@ event = {{ type = "string" }}
     .await
     .unwrap();
     assert_eq!(bad.status().as_u16(), 401);
+    request_ids.push(request_id(&bad));
     let bearer = send(
         "trigger",
         vec![("authorization", format!("Bearer {TOKEN}"))],
@@ -124,6 +128,7 @@ event = {{ type = "string" }}
     .await
     .unwrap();
     assert_eq!(bearer.status().as_u16(), 202);
+    request_ids.push(request_id(&bearer));
     let wrong = send(
         "trigger",
         vec![("authorization", format!("Bearer {TOKEN}x"))],
@@ -132,6 +137,7 @@ event = {{ type = "string" }}
     .await
     .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
+    request_ids.push(request_id(&wrong));
 
     child.kill().unwrap();
     child.wait().unwrap();
@@ -143,13 +149,29 @@ event = {{ type = "string" }}
         .read_to_string(&mut logs)
         .unwrap();
 
-    assert!(
-        logs.contains("request finished"),
-        "logs were captured:\n{logs}"
-    );
-    assert!(
-        logs.contains("invalid_signature") && logs.contains("invalid_token"),
-        "reason codes are logged"
+    let lines = request_lines(&logs);
+    let codes: Vec<(String, String)> = request_ids
+        .iter()
+        .map(|id| {
+            let line = lines
+                .iter()
+                .find(|l| l["request_id"] == id.as_str())
+                .unwrap_or_else(|| panic!("no line carries request id {id}:\n{logs}"));
+            (
+                line["route"].as_str().unwrap().to_owned(),
+                line["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("gh", "created"),
+            ("gh", "invalid_signature"),
+            ("trigger", "created"),
+            ("trigger", "invalid_token")
+        ]
+        .map(|(r, c)| (r.to_owned(), c.to_owned()))
     );
     assert!(
         logs.contains("several secrets are active") && logs.contains("env:GH_SECRET_OLD"),
@@ -161,4 +183,159 @@ event = {{ type = "string" }}
             "{forbidden:?} leaked into the logs:\n{logs}"
         );
     }
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The request lines of a JSON log.
+fn request_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect()
+}
+
+#[tokio::test]
+async fn at_info_each_request_writes_one_short_line_and_a_flood_is_sampled() {
+    let prefect = partner_prefect(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("flowgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+port = {port}
+trusted_proxies = ["127.0.0.1"]
+[admin]
+port = 0
+[store]
+path = "{store}"
+[prefect]
+api_url = "{}/api"
+[telemetry]
+format = "json"
+level = "info"
+rejection_lines_per_minute = 3
+[limits]
+per_ip = {{ per_minute = 100000, burst = 1000 }}
+[routes.site]
+deployment = "christmas-signup-handler/website"
+content_types = ["application/json"]
+auth = "none"
+[routes.site.fields]
+event = {{ type = "string", max_length = 20 }}
+"#,
+            prefect.uri(),
+            store = dir.path().join("flowgate.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "flowgate did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let post = |from: &str, body: String| {
+        client
+            .post(format!("{base}/hooks/site"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", from)
+            .body(body)
+            .send()
+    };
+    let accepted = post("203.0.113.1", r#"{"event":"jo@example.com"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    let accepted_id = request_id(&accepted);
+    // 50 rejections from one client, each naming 150 long unknown fields.
+    let noisy: serde_json::Map<String, serde_json::Value> = (0..150)
+        .map(|i| {
+            (
+                format!("unknown-field-{i}-{}", "x".repeat(100)),
+                serde_json::json!(1),
+            )
+        })
+        .collect();
+    let noisy = serde_json::Value::Object(noisy).to_string();
+    for _ in 0..50 {
+        let r = post("203.0.113.9", noisy.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+    }
+    // A path a sender chose is not echoed.
+    let unknown = client
+        .post(format!("{base}/hooks/{}", "p".repeat(200)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines = request_lines(&logs);
+    let raw: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(r#""message":"request""#))
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["request_id"] == accepted_id.as_str())
+            .count(),
+        1,
+        "one line for the accepted request:\n{logs}"
+    );
+    let rejected = lines
+        .iter()
+        .filter(|l| l["code"] == "validation_failed")
+        .count();
+    assert_eq!(
+        rejected, 3,
+        "the flood is sampled per client, route and code"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["code"] == "unknown_route" && l["route"] == "-"),
+        "{logs}"
+    );
+    for line in &raw {
+        assert!(line.len() <= 300, "{} bytes: {line}", line.len());
+        assert!(
+            !line.contains("unknown-field") && !line.contains("ppppp"),
+            "{line}"
+        );
+    }
+    assert!(
+        !logs.contains("unknown-field") && !logs.contains("jo@example.com"),
+        "no input is echoed anywhere:\n{logs}"
+    );
 }

@@ -181,3 +181,22 @@ fn changes(trace: &[usize]) -> Vec<(usize, usize)> {
         .map(|(i, w)| (i + 1, w[1]))
         .collect()
 }
+
+#[test]
+fn a_fast_prefect_is_used_up_to_the_maximum_within_a_few_thousand_calls() {
+    let mut m = Model::new(1, 64);
+    m.run(4_000, Some(10_000));
+    assert_eq!(
+        m.limit.snapshot().limit,
+        64,
+        "slow start reaches the maximum"
+    );
+    assert_eq!(m.overloads, 0);
+    let mut sqlite = Model::new(1, 64);
+    sqlite.run(20_000, Some(1));
+    assert!(
+        sqlite.share_at(2_000, 1) > 0.99,
+        "the same maximum still settles at one on a one-writer Prefect: {}",
+        sqlite.share_at(2_000, 1)
+    );
+}

@@ -1,8 +1,15 @@
 //! The request path's side of durable delivery: what a sender is told, and writing a request
 //! to the outbox when Prefect cannot take it now. Nothing is acknowledged that is not stored.
+//! `submit` decides between a synchronous attempt and the outbox; `failure` says what each
+//! failure means for the request, the deliverer and the breaker.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+mod failure;
+mod submit;
+
+pub use failure::{classify, Failure};
+pub use submit::Submitter;
+
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -10,7 +17,6 @@ use crate::error::GatewayError;
 use crate::pipeline::dispatch::{Dispatched, RunStatus};
 use crate::pipeline::map::FlowRunPlan;
 use crate::pipeline::verify::unix_now;
-use crate::prefect::PrefectError;
 use crate::store::{OutboxEntry, RememberedOutcome, Store};
 
 /// What the sender is told.
@@ -31,6 +37,10 @@ pub enum Outcome {
     DuplicateQueued {
         delivery_id: uuid::Uuid,
     },
+    /// 202 as if created, to a request that filled the honeypot: nothing was started.
+    Decoy {
+        flow_run_id: uuid::Uuid,
+    },
 }
 
 impl Outcome {
@@ -48,9 +58,9 @@ impl Outcome {
     /// The same outcome, as seen by a repeat of the request.
     pub fn as_duplicate(self) -> Self {
         match self {
-            Self::Created { flow_run_id } | Self::DuplicateRun { flow_run_id } => {
-                Self::DuplicateRun { flow_run_id }
-            }
+            Self::Created { flow_run_id }
+            | Self::DuplicateRun { flow_run_id }
+            | Self::Decoy { flow_run_id } => Self::DuplicateRun { flow_run_id },
             Self::Queued { delivery_id } | Self::DuplicateQueued { delivery_id } => {
                 Self::DuplicateQueued { delivery_id }
             }
@@ -59,9 +69,9 @@ impl Outcome {
 
     pub fn remembered(self) -> RememberedOutcome {
         match self {
-            Self::Created { flow_run_id } | Self::DuplicateRun { flow_run_id } => {
-                RememberedOutcome::Run(flow_run_id)
-            }
+            Self::Created { flow_run_id }
+            | Self::DuplicateRun { flow_run_id }
+            | Self::Decoy { flow_run_id } => RememberedOutcome::Run(flow_run_id),
             Self::Queued { delivery_id } | Self::DuplicateQueued { delivery_id } => {
                 RememberedOutcome::Queued(delivery_id)
             }
@@ -76,80 +86,23 @@ impl Outcome {
     }
 }
 
-/// Errors after which the request is kept for later rather than refused: Prefect down, slow,
-/// overloaded, misconfigured or missing the deployment. The sender's input was fine.
-pub fn is_deferrable(e: &GatewayError) -> bool {
-    matches!(
-        e,
-        GatewayError::UpstreamUnavailable(_)
-            | GatewayError::UpstreamTimeout(_)
-            | GatewayError::UpstreamError(_)
-            | GatewayError::DeploymentNotFound(_)
-    )
-}
-
-/// Whether a Prefect error only says every call slot was taken: not a failure of Prefect.
-pub fn is_busy(e: &GatewayError) -> bool {
-    matches!(e, GatewayError::UpstreamUnavailable(p) if matches!(**p, PrefectError::Busy))
-}
-
-/// Entries each route has waiting in the outbox. While a route has any, its new requests queue
-/// behind them: the deliverer drains each route oldest first, and a new request never jumps
-/// ahead of an earlier sender's. Kept in memory, counted from the store at startup and whenever
-/// the deliverer is idle.
-#[derive(Debug, Default)]
-pub struct Backlog(Mutex<HashMap<String, u64>>);
-
-impl Backlog {
-    pub fn waiting(&self, route: &str) -> u64 {
-        self.counts().get(route).copied().unwrap_or(0)
-    }
-
-    pub fn added(&self, route: &str) {
-        *self.counts().entry(route.to_owned()).or_insert(0) += 1;
-    }
-
-    pub fn settled(&self, route: &str) {
-        let mut counts = self.counts();
-        if let Some(n) = counts.get_mut(route) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(route);
-            }
-        }
-    }
-
-    /// Replaces the counts with the store's.
-    pub fn reset(&self, counted: Vec<(String, u64)>) {
-        *self.counts() = counted.into_iter().filter(|(_, n)| *n > 0).collect();
-    }
-
-    fn counts(&self) -> MutexGuard<'_, HashMap<String, u64>> {
-        // Plain counters: a panicking holder cannot leave them half-updated.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The outbox as the request path sees it.
 #[derive(Clone)]
 pub struct Outbox {
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
-    backlog: Arc<Backlog>,
 }
 
 impl Outbox {
-    pub fn new(store: Arc<dyn Store>, wake: Arc<Notify>, backlog: Arc<Backlog>) -> Self {
-        Self {
-            store,
-            wake,
-            backlog,
-        }
+    pub fn new(store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+        Self { store, wake }
     }
 
-    /// Entries the route has waiting.
+    /// Entries the route has waiting (from memory). While a route has any, its new requests
+    /// queue behind them: the deliverer drains each route oldest first, and a new request
+    /// never jumps ahead of an earlier sender's.
     pub fn waiting(&self, route: &str) -> u64 {
-        self.backlog.waiting(route)
+        self.store.queued(route)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -180,13 +133,12 @@ impl Outbox {
             last_error: reason.to_owned(),
         };
         let delivery_id = entry.id;
-        let route = entry.route.clone();
         self.store.enqueue(entry).await.map_err(|e| {
             tracing::error!(error = %crate::error::error_chain(&e), "cannot store the request; refusing it");
             GatewayError::StoreUnavailable
         })?;
-        self.backlog.added(&route);
-        tracing::info!(%delivery_id, reason, "queued for delivery");
+        tracing::debug!(%delivery_id, reason, "queued for delivery");
+        // Coalesced: one stored permit however many requests arrive before the deliverer looks.
         self.wake.notify_one();
         Ok(Outcome::Queued { delivery_id })
     }

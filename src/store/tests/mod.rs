@@ -87,14 +87,14 @@ async fn entries_survive_reopening() {
     assert_eq!(store.due(10, 10).await.unwrap(), vec![e.clone()]);
     assert_eq!(
         store
-            .recall_delivery("r".into(), "d-1".into())
+            .recall_delivery("r".into(), "d-1".into(), 0)
             .await
             .unwrap(),
         Some(RememberedOutcome::Queued(e.id))
     );
     assert_eq!(
         store
-            .recall_delivery("r".into(), "d-2".into())
+            .recall_delivery("r".into(), "d-2".into(), 0)
             .await
             .unwrap(),
         None
@@ -175,7 +175,88 @@ async fn due_gives_each_route_its_oldest_entries_and_counts_are_per_route() {
         site,
         "the website is not behind the partner's 50"
     );
-    let mut counts = store.queued_by_route().await.unwrap();
-    counts.sort();
-    assert_eq!(counts, vec![("partner".into(), 50), ("website".into(), 3)]);
+    let counts = store.counts();
+    assert_eq!(
+        (counts.queued("partner"), counts.queued("website")),
+        (50, 3)
+    );
+    store
+        .mark_delivered(site[0].id, uuid::Uuid::new_v4())
+        .await
+        .unwrap();
+    store
+        .mark_dead(flood[0].id, "refused".into())
+        .await
+        .unwrap();
+    let counts = store.counts();
+    assert_eq!(
+        (
+            counts.queued("partner"),
+            counts.queued("website"),
+            counts.dead
+        ),
+        (49, 2, 1),
+        "kept as entries leave"
+    );
+    drop(store);
+    assert_eq!(open(&dir, 64).counts(), counts, "counted again at open");
 }
+
+#[tokio::test]
+async fn a_deferred_entry_goes_behind_the_entries_due_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 64);
+    let (a, b) = (entry(1, 10), entry(2, 20));
+    store.enqueue(a.clone()).await.unwrap();
+    store.enqueue(b.clone()).await.unwrap();
+    store.reschedule(a.id, 30, "500".into()).await.unwrap();
+    let due: Vec<_> = store
+        .due(40, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(due, vec![b.id, a.id]);
+    assert_eq!(store.stats(40).await.unwrap().oldest_queued_age_secs, 30);
+}
+
+#[tokio::test]
+async fn delivery_ids_are_forgotten_after_the_memory_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 64);
+    let id = uuid::Uuid::new_v4();
+    for n in 0..25 {
+        store
+            .remember_delivery("r".into(), format!("d-{n}"), RememberedOutcome::Run(id))
+            .await
+            .unwrap();
+    }
+    let now = crate::pipeline::verify::unix_now();
+    assert_eq!(
+        store
+            .recall_delivery("r".into(), "d-3".into(), now + 10)
+            .await
+            .unwrap(),
+        None,
+        "remembered before the window: not recalled even before pruning"
+    );
+    assert_eq!(
+        store.prune_deliveries(now - 60, 10).await.unwrap(),
+        0,
+        "all recent"
+    );
+    assert_eq!(store.prune_deliveries(now + 10, 10).await.unwrap(), 10);
+    assert_eq!(store.prune_deliveries(now + 10, 10).await.unwrap(), 10);
+    assert_eq!(store.prune_deliveries(now + 10, 10).await.unwrap(), 5);
+    assert_eq!(
+        store
+            .recall_delivery("r".into(), "d-24".into(), 0)
+            .await
+            .unwrap(),
+        None,
+        "gone from the file"
+    );
+}
+
+mod cost;

@@ -1,0 +1,276 @@
+//! The log's budget: one line per request, written by the request middleware from what the
+//! handler noted, with nothing a sender controls beyond a bounded, validated value. Rejections
+//! are sampled per (client, route, code) each minute, and every request line counts against a
+//! global rate; what is left out is counted (a metric, and one summary line a minute).
+//! Counts per route and outcome go to metrics, not to the log.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+/// Rejection keys tracked per minute; beyond this, new keys share one budget.
+const MAX_KEYS: usize = 10_000;
+/// Longest error detail written on a line.
+const MAX_DETAIL: usize = 96;
+
+/// What a handler tells the request's one log line, set as a response extension.
+#[derive(Debug, Clone, Default)]
+pub struct RequestNote {
+    /// A configured route's name (never the raw path segment).
+    pub route: Option<Arc<str>>,
+    pub client: Option<IpAddr>,
+    /// The outcome (`created`, `queued`, `duplicate`, `ignored`…) or the error code.
+    pub code: &'static str,
+    /// For server errors and admin actions: what happened, bounded.
+    pub detail: Option<String>,
+}
+
+impl RequestNote {
+    pub fn code(code: &'static str) -> Self {
+        Self {
+            code,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_detail(mut self, detail: &str) -> Self {
+        self.detail = Some(truncate(detail, MAX_DETAIL));
+        self
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub code: String,
+}
+
+/// How many lines may be written.
+#[derive(Debug, Clone, Copy)]
+pub struct LogBudget {
+    /// Rejection lines per (client, route, code) per minute.
+    pub rejections_per_key: u32,
+    /// Request lines per second in all.
+    pub lines_per_sec: u32,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    minute: i64,
+    keys: HashMap<u64, u32>,
+    second: i64,
+    lines: u32,
+    suppressed: u64,
+}
+
+/// Decides which request lines are written; counts requests and suppressed lines.
+#[derive(Debug)]
+pub struct RequestLog {
+    budget: LogBudget,
+    window: Mutex<Window>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub suppressed: Counter,
+}
+
+impl RequestLog {
+    pub fn new(budget: LogBudget) -> Self {
+        Self {
+            budget,
+            window: Mutex::default(),
+            requests: Family::default(),
+            suppressed: Counter::default(),
+        }
+    }
+
+    /// Counts the request and says whether its line is written. `now_ms`: unix milliseconds.
+    pub fn admit(&self, status: u16, note: &RequestNote, now_ms: i64) -> bool {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: note.route.as_deref().unwrap_or("-").to_owned(),
+                code: note.code.to_owned(),
+            })
+            .inc();
+        let rejection = (400..500).contains(&status);
+        let (admitted, summary) = {
+            let mut w = self.window();
+            let summary = roll(&mut w, now_ms.div_euclid(60_000));
+            let admitted = (!rejection || self.key_allows(&mut w, note))
+                && self.rate_allows(&mut w, now_ms.div_euclid(1000));
+            if !admitted {
+                w.suppressed += 1;
+            }
+            (admitted, summary)
+        };
+        if !admitted {
+            self.suppressed.inc();
+        }
+        summarize(summary);
+        admitted
+    }
+
+    /// Ends the minute if it is over (a background tick, so a quiet minute is summarized too).
+    pub fn tick(&self, now_ms: i64) {
+        let summary = roll(&mut self.window(), now_ms.div_euclid(60_000));
+        summarize(summary);
+    }
+
+    fn key_allows(&self, w: &mut Window, note: &RequestNote) -> bool {
+        let mut h = DefaultHasher::new();
+        (note.client, note.route.as_deref(), note.code).hash(&mut h);
+        let key = h.finish();
+        let full = w.keys.len() >= MAX_KEYS;
+        let seen = match w.keys.get_mut(&key) {
+            Some(n) => n,
+            None if full => w.keys.entry(0).or_insert(0),
+            None => w.keys.entry(key).or_insert(0),
+        };
+        *seen = seen.saturating_add(1);
+        *seen <= self.budget.rejections_per_key
+    }
+
+    fn rate_allows(&self, w: &mut Window, second: i64) -> bool {
+        if w.second != second {
+            w.second = second;
+            w.lines = 0;
+        }
+        w.lines = w.lines.saturating_add(1);
+        w.lines <= self.budget.lines_per_sec
+    }
+
+    fn window(&self) -> MutexGuard<'_, Window> {
+        // Plain counters: a panicking holder cannot leave them half-updated.
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts a new minute if `minute` is a later one; returns the lines suppressed in the last.
+fn roll(w: &mut Window, minute: i64) -> u64 {
+    if w.minute == minute {
+        return 0;
+    }
+    w.minute = minute;
+    w.keys.clear();
+    std::mem::take(&mut w.suppressed)
+}
+
+fn summarize(suppressed: u64) {
+    if suppressed > 0 {
+        tracing::info!(
+            target: "flowgate::request",
+            suppressed,
+            "request lines left out in the last minute (log budget); counts are in /metrics"
+        );
+    }
+}
+
+/// Writes the one line of a request.
+pub fn write_line(
+    request_id: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    note: &RequestNote,
+    latency_ms: u64,
+) {
+    let route = note.route.as_deref().unwrap_or("-");
+    let client = note.client.map(|c| c.to_string());
+    let client = client.as_deref().unwrap_or("-");
+    let detail = note.detail.as_deref().unwrap_or("");
+    if status >= 500 {
+        tracing::error!(target: "flowgate::request", request_id, method, path, route, client, status, code = note.code, ms = latency_ms, detail, "request");
+    } else {
+        tracing::info!(target: "flowgate::request", request_id, method, path, route, client, status, code = note.code, ms = latency_ms, "request");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(client: u8, code: &'static str) -> RequestNote {
+        RequestNote {
+            route: Some("site".into()),
+            client: Some(IpAddr::from([10, 0, 0, client])),
+            code,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn rejections_are_sampled_per_client_route_and_code_each_minute() {
+        let log = RequestLog::new(LogBudget {
+            rejections_per_key: 3,
+            lines_per_sec: 1_000_000,
+        });
+        let written = (0..100)
+            .filter(|_| log.admit(422, &note(1, "validation_failed"), 0))
+            .count();
+        assert_eq!(written, 3);
+        assert!(
+            log.admit(422, &note(2, "validation_failed"), 0),
+            "another client"
+        );
+        assert!(
+            log.admit(401, &note(1, "invalid_signature"), 0),
+            "another code"
+        );
+        assert!(
+            log.admit(202, &note(1, "created"), 0),
+            "accepted lines are not sampled"
+        );
+        assert!(
+            log.admit(422, &note(1, "validation_failed"), 60_000),
+            "a new minute"
+        );
+        assert_eq!(log.suppressed.get(), 97);
+        let counted = log
+            .requests
+            .get_or_create(&RequestLabels {
+                route: "site".into(),
+                code: "validation_failed".into(),
+            })
+            .get();
+        assert_eq!(counted, 102, "every request is counted, written or not");
+    }
+
+    #[test]
+    fn no_traffic_writes_more_than_the_rate_allows() {
+        let log = RequestLog::new(LogBudget {
+            rejections_per_key: 5,
+            lines_per_sec: 10,
+        });
+        // 100,000 distinct clients in one second: at most the rate's worth of lines.
+        let written = (0..100_000u32)
+            .filter(|i| {
+                let n = RequestNote {
+                    client: Some(IpAddr::from(i.to_be_bytes())),
+                    ..note(0, "validation_failed")
+                };
+                log.admit(422, &n, 5_000)
+            })
+            .count();
+        assert_eq!(written, 10);
+        assert!(
+            log.admit(202, &note(1, "created"), 6_000),
+            "the next second"
+        );
+    }
+
+    #[test]
+    fn details_are_bounded() {
+        let n = RequestNote::code("upstream_error").with_detail(&"x".repeat(10_000));
+        assert!(n.detail.unwrap().chars().count() <= MAX_DETAIL + 1);
+    }
+}

@@ -1,0 +1,294 @@
+//! What each command does to the file, and how it changes the in-memory counts once committed.
+//! Each statement is an index seek (or a primary-key write) with a limit.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::super::counts::Change;
+use super::super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, StoreError};
+use super::Reply;
+
+pub enum Command {
+    Enqueue(Box<OutboxEntry>, Reply<()>),
+    /// `now`, per route, the routes with entries queued.
+    Due(i64, usize, Reply<Vec<OutboxEntry>>),
+    Delivered(uuid::Uuid, uuid::Uuid, Reply<()>),
+    Reschedule(uuid::Uuid, i64, String, Reply<()>),
+    Dead(uuid::Uuid, String, Reply<()>),
+    Oldest(Reply<Option<i64>>),
+    List(EntryState, usize, Reply<Vec<OutboxEntry>>),
+    Requeue(uuid::Uuid, i64, Reply<bool>),
+    Remember(String, String, RememberedOutcome, Reply<()>),
+    Recall(String, String, i64, Reply<Option<RememberedOutcome>>),
+    Prune(i64, usize, Reply<usize>),
+}
+
+/// What a command produced.
+pub enum Output {
+    Unit,
+    Entries(Vec<OutboxEntry>),
+    Oldest(Option<i64>),
+    Recalled(Option<RememberedOutcome>),
+    Flag(bool),
+    Count(usize),
+}
+
+/// What a command needs from its group.
+pub struct Context<'a> {
+    /// The store is at its size cap: enqueues are refused.
+    pub full: bool,
+    /// Routes with entries queued (for `Due`).
+    pub routes: &'a [String],
+}
+
+const COLUMNS: &str = "id, route, deployment, parameters, tags, name, idempotency_key, attempts, created_at, next_attempt_at, last_error";
+
+pub fn run(
+    tx: &Transaction<'_>,
+    cmd: &Command,
+    cx: &Context<'_>,
+) -> rusqlite::Result<(Output, Option<Change>)> {
+    Ok(match cmd {
+        Command::Enqueue(entry, _) => {
+            if cx.full {
+                return Err(full());
+            }
+            insert(tx, entry)?;
+            (Output::Unit, Some(Change::Queued(entry.route.clone())))
+        }
+        Command::Due(now, per_route, _) => {
+            let mut due = Vec::new();
+            for route in cx.routes {
+                due.extend(select(
+                    tx,
+                    &format!("SELECT {COLUMNS} FROM outbox INDEXED BY outbox_route_next WHERE state = 'queued' AND route = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, created_at, rowid LIMIT ?3"),
+                    params![route, now, *per_route as i64],
+                )?);
+            }
+            (Output::Entries(due), None)
+        }
+        Command::Delivered(id, run, _) => {
+            // The run exists in Prefect: the entry has served its purpose and frees its space.
+            tracing::debug!(delivery_id = %id, flow_run_id = %run, "outbox entry delivered");
+            let gone: Option<(String, String)> = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING route, state")?
+                .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let change = gone.and_then(|(route, state)| {
+                (state == EntryState::Queued.as_str()).then_some(Change::Settled(route))
+            });
+            (Output::Unit, change)
+        }
+        Command::Reschedule(id, next, error, _) => {
+            tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id.to_string(), next, error])?;
+            (Output::Unit, None)
+        }
+        Command::Dead(id, error, _) => {
+            let route: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'queued' RETURNING route",
+                )?
+                .query_row(params![id.to_string(), error], |r| r.get(0))
+                .optional()?;
+            (Output::Unit, route.map(Change::Died))
+        }
+        Command::Oldest(_) => (
+            Output::Oldest(
+                tx.prepare_cached("SELECT MIN(created_at) FROM outbox WHERE state = 'queued'")?
+                    .query_row([], |r| r.get(0))?,
+            ),
+            None,
+        ),
+        Command::List(state, limit, _) => (
+            Output::Entries(select(
+                tx,
+                &format!("SELECT {COLUMNS} FROM outbox WHERE state = ?1 ORDER BY created_at, rowid LIMIT ?2"),
+                params![state.as_str(), *limit as i64],
+            )?),
+            None,
+        ),
+        Command::Requeue(id, now, _) => {
+            let route: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, created_at = ?2 WHERE id = ?1 AND state = 'dead' RETURNING route",
+                )?
+                .query_row(params![id.to_string(), now], |r| r.get(0))
+                .optional()?;
+            (Output::Flag(route.is_some()), route.map(Change::Revived))
+        }
+        Command::Remember(route, delivery, outcome, _) => {
+            let (kind, id) = match outcome {
+                RememberedOutcome::Run(id) => ("run", id),
+                RememberedOutcome::Queued(id) => ("queued", id),
+            };
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (route, delivery_id, kind, id, created_at) VALUES (?1, ?2, ?3, ?4, unixepoch())",
+            )?
+            .execute(params![route, delivery, kind, id.to_string()])?;
+            (Output::Unit, None)
+        }
+        Command::Recall(route, delivery, since, _) => {
+            (Output::Recalled(recall(tx, route, delivery, *since)?), None)
+        }
+        Command::Prune(before, limit, _) => (
+            Output::Count(
+                tx.prepare_cached(
+                    "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+                )?
+                .execute(params![before, *limit as i64])?,
+            ),
+            None,
+        ),
+    })
+}
+
+fn full() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("the store has reached store.max_size_mb".into()),
+    )
+}
+
+pub fn is_full(result: &rusqlite::Result<(Output, Option<Change>)>) -> bool {
+    matches!(result, Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+}
+
+pub fn to_store_error(e: &rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
+        _ => StoreError::Failed(e.to_string()),
+    }
+}
+
+/// Sends a command's answer; a reply of the wrong shape cannot happen (each command makes one).
+pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
+    fn send<T>(
+        reply: Reply<T>,
+        result: Result<Output, StoreError>,
+        pick: impl FnOnce(Output) -> Option<T>,
+    ) {
+        let value = result.and_then(|o| {
+            pick(o).ok_or_else(|| StoreError::Failed("unexpected command output".into()))
+        });
+        let _ = reply.send(value);
+    }
+    let unit = |o| matches!(o, Output::Unit).then_some(());
+    let entries = |o| match o {
+        Output::Entries(e) => Some(e),
+        _ => None,
+    };
+    match cmd {
+        Command::Enqueue(_, r)
+        | Command::Delivered(_, _, r)
+        | Command::Reschedule(_, _, _, r)
+        | Command::Dead(_, _, r)
+        | Command::Remember(_, _, _, r) => send(r, result, unit),
+        Command::Due(_, _, r) | Command::List(_, _, r) => send(r, result, entries),
+        Command::Oldest(r) => send(r, result, |o| match o {
+            Output::Oldest(v) => Some(v),
+            _ => None,
+        }),
+        Command::Recall(_, _, _, r) => send(r, result, |o| match o {
+            Output::Recalled(v) => Some(v),
+            _ => None,
+        }),
+        Command::Requeue(_, _, r) => send(r, result, |o| match o {
+            Output::Flag(f) => Some(f),
+            _ => None,
+        }),
+        Command::Prune(_, _, r) => send(r, result, |o| match o {
+            Output::Count(n) => Some(n),
+            _ => None,
+        }),
+    }
+}
+
+fn insert(tx: &Transaction<'_>, e: &OutboxEntry) -> rusqlite::Result<()> {
+    let parameters = serde_json::to_string(&e.parameters).unwrap_or_else(|_| "{}".into());
+    let tags = serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        "INSERT INTO outbox (id, route, deployment, parameters, tags, name, idempotency_key, state, attempts, created_at, next_attempt_at, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        e.id.to_string(),
+        e.route,
+        e.deployment,
+        parameters,
+        tags,
+        e.name,
+        e.idempotency_key,
+        e.attempts,
+        e.created_at,
+        e.next_attempt_at,
+        e.last_error
+    ])
+    .map(drop)
+}
+
+fn select(
+    tx: &Transaction<'_>,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        let parse_err = |i: usize, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        };
+        let id: String = r.get(0)?;
+        let parameters: String = r.get(3)?;
+        let tags: String = r.get(4)?;
+        Ok(OutboxEntry {
+            id: uuid::Uuid::parse_str(&id).map_err(|e| parse_err(0, e.to_string()))?,
+            route: r.get(1)?,
+            deployment: r.get(2)?,
+            parameters: serde_json::from_str(&parameters)
+                .map_err(|e| parse_err(3, e.to_string()))?,
+            tags: serde_json::from_str(&tags).map_err(|e| parse_err(4, e.to_string()))?,
+            name: r.get(5)?,
+            idempotency_key: r.get(6)?,
+            attempts: r.get(7)?,
+            created_at: r.get(8)?,
+            next_attempt_at: r.get(9)?,
+            last_error: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn recall(
+    tx: &Transaction<'_>,
+    route: &str,
+    delivery: &str,
+    since: i64,
+) -> rusqlite::Result<Option<RememberedOutcome>> {
+    tx.prepare_cached(
+        "SELECT kind, id FROM deliveries WHERE route = ?1 AND delivery_id = ?2 AND created_at >= ?3",
+    )?
+    .query_row(params![route, delivery, since], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })
+    .optional()
+    .map(|found| {
+        found.and_then(|(kind, id)| {
+            let id = uuid::Uuid::parse_str(&id).ok()?;
+            Some(if kind == "run" {
+                RememberedOutcome::Run(id)
+            } else {
+                RememberedOutcome::Queued(id)
+            })
+        })
+    })
+}
+
+/// Stats from the counts and the oldest entry's creation time.
+pub fn stats(queued: u64, dead: u64, oldest: Option<i64>, now: i64) -> OutboxStats {
+    OutboxStats {
+        queued,
+        dead,
+        oldest_queued_age_secs: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+    }
+}

@@ -1,0 +1,194 @@
+//! SQLite store: one file, WAL, fsync on commit. One connection owned by one writer thread
+//! (group commit); a second connection checkpoints the WAL in the background, so no commit
+//! waits for a checkpoint.
+
+mod commands;
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    EntryState, OutboxCounts, OutboxEntry, OutboxStats, RememberedOutcome, Store, StoreError,
+};
+use commands::Command;
+use writer::Shared;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Commands waiting for the writer; a sender beyond this waits (asynchronously) for room.
+const QUEUE: usize = 8192;
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    /// Dropped with the store: the checkpointer stops.
+    _checkpoints: std_mpsc::Sender<()>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`. `max_size_mb` caps the file: when it is
+    /// full, enqueue fails (and the sender gets 503) rather than the disk filling up.
+    pub fn open(path: &Path, max_size_mb: u64) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        schema::configure(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
+        let soft_limit =
+            schema::soft_limit_pages(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
+        let counts = writer::count_all(&conn).map_err(|e| open_error(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            counts: counts.into(),
+            healthy: true.into(),
+        });
+        let checkpointer = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        let (stop_checkpoints, checkpoint_stop) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("flowgate-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, checkpoint_stop))
+            .map_err(|e| open_error(e.to_string()))?;
+        let (commands, receiver) = mpsc::channel(QUEUE);
+        let for_writer = shared.clone();
+        std::thread::Builder::new()
+            .name("flowgate-store".into())
+            .spawn(move || writer::writer(conn, receiver, soft_limit, for_writer))
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(Self {
+            commands,
+            shared,
+            _checkpoints: stop_checkpoints,
+        })
+    }
+
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        async move {
+            let (tx, rx) = oneshot::channel();
+            self.commands
+                .send(make(tx))
+                .await
+                .map_err(|_| StoreError::Stopped)?;
+            rx.await.map_err(|_| StoreError::Stopped)?
+        }
+        .boxed()
+    }
+}
+
+/// Copies the WAL into the database file every `CHECKPOINT_EVERY`, off the writer's thread, so
+/// the WAL stays small and commits never pay for it. Ends when the store is dropped.
+fn checkpoints(conn: Connection, stop: std_mpsc::Receiver<()>) {
+    let _ = conn.busy_timeout(Duration::from_millis(100));
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|r| Command::Enqueue(Box::new(entry), r))
+    }
+    fn due(
+        &self,
+        now: i64,
+        per_route: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.ask(move |r| Command::Due(now, per_route, r))
+    }
+    fn counts(&self) -> OutboxCounts {
+        self.shared.counts().clone()
+    }
+    fn queued(&self, route: &str) -> u64 {
+        self.shared.counts().queued(route)
+    }
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed) && !self.commands.is_closed()
+    }
+    fn mark_delivered(
+        &self,
+        id: uuid::Uuid,
+        flow_run_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(move |r| Command::Delivered(id, flow_run_id, r))
+    }
+    fn reschedule(
+        &self,
+        id: uuid::Uuid,
+        next_attempt_at: i64,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(move |r| Command::Reschedule(id, next_attempt_at, error, r))
+    }
+    fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(move |r| Command::Dead(id, error, r))
+    }
+    fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>> {
+        async move {
+            let oldest = self.ask(Command::Oldest).await?;
+            let counts = self.counts();
+            Ok(commands::stats(
+                counts.queued_total(),
+                counts.dead,
+                oldest,
+                now,
+            ))
+        }
+        .boxed()
+    }
+    fn remember_delivery(
+        &self,
+        route: String,
+        delivery_id: String,
+        outcome: RememberedOutcome,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(move |r| Command::Remember(route, delivery_id, outcome, r))
+    }
+    fn recall_delivery(
+        &self,
+        route: String,
+        delivery_id: String,
+        since: i64,
+    ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>> {
+        self.ask(move |r| Command::Recall(route, delivery_id, since, r))
+    }
+    fn prune_deliveries(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        self.ask(move |r| Command::Prune(before, limit, r))
+    }
+    fn list(
+        &self,
+        state: EntryState,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.ask(move |r| Command::List(state, limit, r))
+    }
+    fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.ask(move |r| Command::Requeue(id, now, r))
+    }
+}
+
+#[cfg(test)]
+pub(crate) use commands::{run as run_command, Command as StoreCommand, Context as StoreContext};
+#[cfg(test)]
+pub(crate) use schema::configure;
