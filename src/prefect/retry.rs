@@ -108,12 +108,44 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_capped() {
-        for attempt in 1..10 {
-            let d = POLICY.delay(attempt, None);
-            assert!(d <= POLICY.max_delay, "{d:?}");
+        let ms = Duration::from_millis;
+        let policy = RetryPolicy {
+            attempts: 10,
+            base_delay: ms(100),
+            max_delay: ms(1000),
+        };
+        // Jitter keeps a delay within [exp/2, exp] for exp = min(base · 2ⁿ⁻¹, max): until the cap,
+        // each attempt's shortest wait is the previous attempt's longest, whatever is drawn.
+        let bounds = [
+            (1, ms(50), ms(100)),
+            (2, ms(100), ms(200)),
+            (3, ms(200), ms(400)),
+            (4, ms(400), ms(800)),
+            (5, ms(500), ms(1000)),
+            (6, ms(500), ms(1000)),
+            (40, ms(500), ms(1000)),
+            (u32::MAX, ms(500), ms(1000)),
+        ];
+        let mut longest_before = Duration::ZERO;
+        for (attempt, low, high) in bounds {
+            let drawn: Vec<Duration> = (0..200).map(|_| policy.delay(attempt, None)).collect();
+            for d in &drawn {
+                assert!(
+                    (low..=high).contains(d),
+                    "attempt {attempt}: {d:?} outside {low:?}..={high:?}"
+                );
+            }
+            if attempt <= 4 {
+                let shortest = drawn.iter().min().copied().unwrap_or_default();
+                assert!(
+                    shortest >= longest_before,
+                    "attempt {attempt} waited {shortest:?}, less than an earlier {longest_before:?}"
+                );
+                longest_before = drawn.iter().max().copied().unwrap_or_default();
+            }
         }
         assert_eq!(
-            POLICY.delay(1, Some(Duration::from_secs(2))),
+            policy.delay(1, Some(Duration::from_secs(2))),
             Duration::from_secs(2)
         );
     }

@@ -7,6 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::{Sha256, Sha512};
 
+use crate::fakes::partner_prefect_fresh_runs;
 use crate::helpers::*;
 
 const NOW_SLACK_FORM: &[u8] = b"event=signup&user_name=jo";
@@ -348,7 +349,8 @@ async fn rotation_accepts_old_and_new_until_the_old_is_removed_or_expired() {
 
 #[tokio::test]
 async fn a_redelivery_gets_the_first_flow_run_and_prefect_sees_one_create() {
-    let prefect = partner_prefect(1).await;
+    // Every create gets a new run id: an answer repeating the first id cannot come from Prefect.
+    let prefect = partner_prefect_fresh_runs(1).await;
     let toml = route_toml(
         "gh",
         r#"{ type = "hmac", scheme = "github", secrets = [{ env = "GH" }] }"#,
@@ -365,6 +367,8 @@ async fn a_redelivery_gets_the_first_flow_run_and_prefect_sees_one_create() {
     let first = post_signed(&app, "gh", &headers, body).await;
     assert_eq!(first.status().as_u16(), 202);
     let first: Value = first.json().await.unwrap();
+    assert_eq!(first["status"], "created", "{first}");
+    assert!(first["flow_run_id"].is_string(), "{first}");
     let again = post_signed(&app, "gh", &headers, body).await;
     assert_eq!(again.status().as_u16(), 200);
     let again: Value = again.json().await.unwrap();

@@ -8,6 +8,7 @@ mod burst;
 mod check_config;
 mod durability;
 mod e2e;
+mod fakes;
 mod faults;
 mod flood;
 mod health;

@@ -8,11 +8,13 @@ use tokio::time::Instant;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::fakes::partner_prefect_fresh_runs;
 use crate::helpers::*;
 
 #[tokio::test]
 async fn a_redelivery_after_a_restart_gets_the_first_answer_without_calling_prefect() {
-    let prefect = partner_prefect(1).await;
+    // Every create gets a new run id: an answer repeating the first id cannot come from Prefect.
+    let prefect = partner_prefect_fresh_runs(1).await;
     let data = tempfile::tempdir().unwrap();
     let toml = r#"
 [routes.gh]
@@ -50,6 +52,8 @@ event = { type = "string" }
         assert_eq!(response.status().as_u16(), 202);
         response.json::<Value>().await.unwrap()
     };
+    assert_eq!(first["status"], "created", "{first}");
+    assert!(first["flow_run_id"].is_string(), "{first}");
     let restarted = spawn_app_with_env(settings(), &[("GH", "gh-secret")]).await;
     let again = post_signed(&restarted, "gh", &headers, body).await;
     assert_eq!(again.status().as_u16(), 200);
