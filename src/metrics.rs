@@ -107,6 +107,11 @@ impl Metrics {
             sources.log_suppressed.clone(),
         );
         registry.register(
+            "outbox_attempts",
+            "Delivery attempts made by the deliverer since start",
+            sources.meter.attempts_counter(),
+        );
+        registry.register(
             "outbox_delivered",
             "Runs created from the outbox since start",
             sources.meter.delivered_counter(),

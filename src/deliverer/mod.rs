@@ -213,6 +213,7 @@ impl Deliverer {
         }
         let result = match DeploymentRef::parse(&entry.deployment) {
             Ok(target) => {
+                self.meter.attempted();
                 let run = RunRequest {
                     target: &target,
                     parameters: &entry.parameters,

@@ -1,4 +1,4 @@
-//! Deliveries counted per second, for the drain-rate gauge and the total counter.
+//! Deliveries counted per second, for the drain-rate gauge and the total counter; attempts.
 
 use std::sync::Mutex;
 
@@ -13,11 +13,21 @@ pub struct DrainMeter {
     /// (unix second, count) for the last `WINDOW_SECS` seconds.
     seconds: Mutex<Vec<(i64, u64)>>,
     delivered: Counter,
+    attempts: Counter,
 }
 
 impl DrainMeter {
     pub fn delivered_counter(&self) -> Counter {
         self.delivered.clone()
+    }
+
+    /// Delivery attempts (calls toward Prefect) made by the deliverer since start.
+    pub fn attempts_counter(&self) -> Counter {
+        self.attempts.clone()
+    }
+
+    pub fn attempted(&self) {
+        self.attempts.inc();
     }
 
     /// Runs created from the outbox since start.

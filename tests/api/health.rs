@@ -25,6 +25,26 @@ async fn healthz_answers_without_prefect() {
     assert!(response.headers().contains_key("x-request-id"));
 }
 
+/// `/readyz` until the background probe has told it about Prefect.
+async fn ready_once_probed(app: &TestApp) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+        let body = ready.json::<Value>().await.unwrap();
+        if body["prefect"] != "unknown" {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never probed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
     let prefect = MockServer::start().await;
@@ -34,15 +54,25 @@ async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
         .expect(1)
         .mount(&prefect)
         .await;
-    let app = spawn_app(default_settings(&format!("{}/api", prefect.uri()))).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
-    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
+    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    // One probe at start, none during the test.
+    settings.delivery.probe_every_secs = 3600;
+    let app = spawn_app(settings).await;
+    let body = ready_once_probed(&app).await;
+    assert_eq!(
+        (&body["status"], &body["prefect"]),
+        (&"ready".into(), &"reachable".into())
+    );
+    // A flood of readiness checks reaches neither Prefect (expect(1) above) nor the store.
+    for _ in 0..300 {
+        let r = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
 
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -54,14 +84,7 @@ async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
     )))
     .await;
     // Prefect down: still ready (requests are queued on disk), and it says so.
-    let still_ready = down
-        .client
-        .get(format!("{}/readyz", down.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(still_ready.status().as_u16(), 200);
-    let body = still_ready.json::<Value>().await.unwrap();
+    let body = ready_once_probed(&down).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["prefect"], "unreachable");
 }

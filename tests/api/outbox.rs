@@ -142,6 +142,33 @@ async fn an_outage_is_absorbed_and_each_request_delivered_once_when_prefect_retu
 }
 
 #[tokio::test]
+async fn while_prefect_is_unreachable_new_requests_cost_the_deliverer_no_attempts() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app(fast_delivery(default_settings(&format!(
+        "http://127.0.0.1:{closed_port}/api"
+    ))))
+    .await;
+    for i in 0..200 {
+        let response = app
+            .post_json(ROUTE, &signup(&format!("u{i}@example.com")))
+            .await;
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    assert_eq!(gauge(&app, "outbox_queued").await, 200);
+    // The first failed attempts pause delivery (at most the deliverer's 2 × limit + 1 at
+    // once); the 200 requests after wake nothing until a health probe answers.
+    let attempts = gauge(&app, "outbox_attempts_total").await;
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} delivery attempts for 200 requests while Prefect was unreachable"
+    );
+}
+
+#[tokio::test]
 async fn a_run_created_before_a_timeout_is_not_created_again_by_the_deliverer() {
     let prefect = MockServer::start().await;
     mount_deployment(&prefect).await;
