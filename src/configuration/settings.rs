@@ -68,7 +68,7 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 30,
             trusted_proxies: Vec::new(),
             delivery_memory_secs: 7 * 24 * 3600,
-            delivery_memory_capacity: 200_000,
+            delivery_memory_capacity: 20_000,
             client_request_timeout_ms: 5_000,
             body_timeout_ms: 10_000,
             max_connections: 10_000,

@@ -201,7 +201,7 @@ impl Deliverer {
         (entry, attempt)
     }
 
-    #[tracing::instrument(name = "deliver", skip_all, fields(delivery_id = %entry.id, route = %entry.route, attempt = entry.attempts + 1))]
+    #[tracing::instrument(level = "debug", name = "deliver", skip_all, fields(delivery_id = %entry.id, route = %entry.route, attempt = entry.attempts + 1))]
     async fn deliver(&self, entry: &mut OutboxEntry) -> Attempt {
         let now = unix_now();
         let age = now.saturating_sub(entry.created_at).max(0) as u64;

@@ -116,7 +116,7 @@ impl Outbox {
 
     /// Stores the plan durably, then wakes the deliverer. Fails with 503 `store_unavailable`
     /// when it cannot be stored: the sender must not be told it was accepted.
-    #[tracing::instrument(name = "stage.queue", skip_all, fields(route = %plan.route.name()))]
+    #[tracing::instrument(level = "debug", name = "stage.queue", skip_all, fields(route = %plan.route.name()))]
     pub async fn queue(&self, plan: &FlowRunPlan, reason: &str) -> Result<Outcome, GatewayError> {
         let now = unix_now();
         let entry = OutboxEntry {

@@ -25,13 +25,19 @@ pub struct Submitter {
 
 impl Submitter {
     /// `queues`: the caller accepts `202 queued`. Then the request takes a free call slot or
-    /// none and makes one attempt, and is queued when its route has entries waiting, when the
-    /// breaker is open, or when the attempt fails in a way a later attempt may not. Otherwise
-    /// it waits for a slot and retries within the budget, and the error is the answer.
+    /// none and makes one attempt, and is queued when the breaker is open, when no slot is
+    /// free, or when the attempt fails in a way a later attempt may not. While its route has
+    /// entries waiting, it may only take a slot that leaves the outbox its reserve (half the
+    /// limit, rounded up): on a Prefect that takes one call at a time it queues behind them,
+    /// and on a fast one fresh requests go through while the outbox drains beside them.
+    /// A caller that does not queue waits for a slot and retries within the budget, and the
+    /// error is the answer.
     pub async fn submit(&self, plan: &FlowRunPlan, queues: bool) -> Result<Outcome, GatewayError> {
-        if queues {
+        let patience = if queues {
             let waiting = self.outbox.waiting(plan.route.name().as_ref());
-            if waiting > 0 {
+            let limit = self.prefect.limit().snapshot().limit;
+            let leave = outbox_reserve(waiting, limit);
+            if leave >= limit {
                 return self
                     .outbox
                     .queue(plan, "behind queued requests of this route")
@@ -43,9 +49,7 @@ impl Submitter {
                     .queue(plan, "Prefect is failing (circuit open)")
                     .await;
             }
-        }
-        let patience = if queues {
-            Patience::Now
+            Patience::Now { leave }
         } else {
             Patience::UntilDeadline
         };
@@ -67,5 +71,34 @@ impl Submitter {
                 }
             }
         }
+    }
+}
+
+/// Call slots a request leaves to the outbox while `waiting` entries of its route wait: half the
+/// limit, rounded up, and no more than there are entries.
+pub fn outbox_reserve(waiting: u64, limit: usize) -> usize {
+    let half = limit.div_ceil(2);
+    usize::try_from(waiting).map_or(half, |w| w.min(half))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outbox_reserve;
+
+    #[test]
+    fn the_outbox_keeps_half_the_slots_while_entries_wait() {
+        assert_eq!(
+            outbox_reserve(0, 64),
+            0,
+            "nothing waits: every slot may serve requests"
+        );
+        assert_eq!(
+            outbox_reserve(1_000, 1),
+            1,
+            "one writer: requests queue behind the backlog"
+        );
+        assert_eq!(outbox_reserve(1_000, 64), 32);
+        assert_eq!(outbox_reserve(5, 64), 5);
+        assert_eq!(outbox_reserve(1_000, 3), 2);
     }
 }

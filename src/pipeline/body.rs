@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use crate::error::GatewayError;
 
 /// Reads the body within `timeout`, else 408 `request_timeout` (a slow sender holds no slot forever).
-#[tracing::instrument(name = "stage.body", skip_all, fields(limit))]
+#[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
     headers: &HeaderMap,
     payload: Payload,

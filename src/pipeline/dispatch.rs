@@ -1,6 +1,7 @@
 //! Dispatch stage: create the flow run in Prefect, sending only parameters the deployment
 //! declares. A 404 on create means the cached id is stale: forget it and resolve once more.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -27,7 +28,7 @@ pub struct Dispatched {
     pub status: RunStatus,
 }
 
-#[tracing::instrument(name = "stage.dispatch", skip_all, fields(route = %plan.route.name(), deployment = %plan.route.deployment()))]
+#[tracing::instrument(level = "debug", name = "stage.dispatch", skip_all, fields(route = %plan.route.name(), deployment = %plan.route.deployment()))]
 pub async fn dispatch(
     plan: &FlowRunPlan,
     resolver: &DeploymentResolver,
@@ -104,22 +105,27 @@ pub async fn create_run(
 }
 
 /// Prefect accepts undeclared parameters and the run then crashes, so they are never sent.
-fn declared_only(parameters: &Map<String, Value>, deployment: &Deployment) -> Map<String, Value> {
+/// Borrowed when every parameter is declared (the usual case): nothing is copied.
+fn declared_only<'a>(
+    parameters: &'a Map<String, Value>,
+    deployment: &Deployment,
+) -> Cow<'a, Map<String, Value>> {
     let Some(declared) = &deployment.declared_parameters else {
-        return parameters.clone();
+        return Cow::Borrowed(parameters);
     };
+    if parameters.keys().all(|k| declared.contains(k)) {
+        return Cow::Borrowed(parameters);
+    }
     let (kept, dropped): (Map<String, Value>, Map<String, Value>) = parameters
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .partition(|(k, _)| declared.contains(k));
-    if !dropped.is_empty() {
-        let names: Vec<&String> = dropped.keys().collect();
-        tracing::debug!(
-            ?names,
-            "parameters not declared by the deployment were not sent"
-        );
-    }
-    kept
+    let names: Vec<&String> = dropped.keys().collect();
+    tracing::debug!(
+        ?names,
+        "parameters not declared by the deployment were not sent"
+    );
+    Cow::Owned(kept)
 }
 
 /// The one mapping from Prefect's errors to the sender's.

@@ -19,7 +19,7 @@ impl ValidatedFields {
     }
 }
 
-#[tracing::instrument(name = "stage.fields", skip_all, fields(route = %route.name()))]
+#[tracing::instrument(level = "debug", name = "stage.fields", skip_all, fields(route = %route.name()))]
 pub fn validate_fields(
     route: &Route,
     mut input: InputFields,

@@ -32,7 +32,7 @@ impl FlowRunPlan {
 
 /// The idempotency key is the sender's `Idempotency-Key` if given, else the verified delivery
 /// id, else a hash of the route and the parameters.
-#[tracing::instrument(name = "stage.map", skip_all, fields(route = %route.name()))]
+#[tracing::instrument(level = "debug", name = "stage.map", skip_all, fields(route = %route.name()))]
 pub fn plan_flow_run(
     route: &Arc<Route>,
     fields: &ValidatedFields,

@@ -15,7 +15,7 @@ pub struct BodyLimits {
     pub max_fields: usize,
 }
 
-#[tracing::instrument(name = "stage.parse", skip_all, fields(kind = ?kind))]
+#[tracing::instrument(level = "debug", name = "stage.parse", skip_all, fields(kind = ?kind))]
 pub fn parse_body(
     kind: ContentKind,
     body: &[u8],

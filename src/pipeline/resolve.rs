@@ -26,7 +26,7 @@ impl DeploymentResolver {
         }
     }
 
-    #[tracing::instrument(name = "stage.resolve", skip_all, fields(deployment = %name))]
+    #[tracing::instrument(level = "debug", name = "stage.resolve", skip_all, fields(deployment = %name))]
     pub async fn resolve(
         &self,
         name: &DeploymentRef,

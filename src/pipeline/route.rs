@@ -15,7 +15,7 @@ pub fn find_route(table: &RouteTable, name: &str) -> Result<Arc<Route>, GatewayE
 }
 
 /// The body's encoding, if the route accepts it; else 415. A charset other than UTF-8 is refused.
-#[tracing::instrument(name = "stage.content_type", skip_all)]
+#[tracing::instrument(level = "debug", name = "stage.content_type", skip_all)]
 pub fn content_kind(route: &Route, headers: &HeaderMap) -> Result<ContentKind, GatewayError> {
     let unsupported = || GatewayError::UnsupportedMediaType {
         accepted: route

@@ -9,7 +9,7 @@ use crate::domain::FieldError;
 use crate::error::GatewayError;
 use crate::prefect::Deployment;
 
-#[tracing::instrument(name = "stage.schema", skip_all)]
+#[tracing::instrument(level = "debug", name = "stage.schema", skip_all)]
 pub fn check_parameters(
     deployment: &Deployment,
     parameters: &Map<String, Value>,

@@ -9,7 +9,7 @@ use crate::error::GatewayError;
 use crate::route_table::{Route, RouteAuth};
 use crate::signature::{SignedRequest, Verified, VerifyError};
 
-#[tracing::instrument(name = "stage.verify", skip_all, fields(route = %route.name(), auth = route.auth().kind()))]
+#[tracing::instrument(level = "debug", name = "stage.verify", skip_all, fields(route = %route.name(), auth = route.auth().kind()))]
 pub fn verify(
     route: &Route,
     headers: &HeaderMap,

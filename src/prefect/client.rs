@@ -29,8 +29,9 @@ pub struct CreatedRun {
 /// How a caller treats a full concurrency limit and a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Patience {
-    /// A slot now or `Busy`, and one attempt: a sender that can be answered "queued" instead.
-    Now,
+    /// A slot now, leaving `leave` slots free for others (the outbox), or `Busy`; and one
+    /// attempt: a sender that can be answered "queued" instead.
+    Now { leave: usize },
     /// Wait for a slot and retry until the deadline.
     UntilDeadline,
 }
@@ -88,7 +89,7 @@ impl PrefectClient {
     }
 
     /// `GET /deployments/name/{flow}/{deployment}`.
-    #[tracing::instrument(name = "prefect.read_deployment", skip_all, fields(deployment = %name))]
+    #[tracing::instrument(level = "debug", name = "prefect.read_deployment", skip_all, fields(deployment = %name))]
     pub async fn read_deployment(
         &self,
         name: &DeploymentRef,
@@ -109,7 +110,7 @@ impl PrefectClient {
     }
 
     /// `POST /deployments/{id}/create_flow_run`; safe to retry because the body has a key.
-    #[tracing::instrument(name = "prefect.create_flow_run", skip_all, fields(deployment_id = %id))]
+    #[tracing::instrument(level = "debug", name = "prefect.create_flow_run", skip_all, fields(deployment_id = %id))]
     pub async fn create_flow_run(
         &self,
         id: uuid::Uuid,
@@ -119,7 +120,7 @@ impl PrefectClient {
     ) -> Result<CreatedRun, PrefectError> {
         let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
         let policy = match patience {
-            Patience::Now => RetryPolicy {
+            Patience::Now { .. } => RetryPolicy {
                 attempts: 1,
                 ..self.policy
             },
@@ -187,7 +188,7 @@ impl PrefectClient {
         patience: Patience,
     ) -> Result<Response, PrefectError> {
         let slot = match patience {
-            Patience::Now => self.limit.try_acquire(),
+            Patience::Now { leave } => self.limit.try_acquire_leaving(leave),
             Patience::UntilDeadline => self.limit.acquire(deadline.instant()).await,
         }
         .ok_or(PrefectError::Busy)?;

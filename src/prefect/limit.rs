@@ -117,8 +117,13 @@ impl ConcurrencyLimit {
 
     /// A slot now, or `None` when the limit is reached.
     pub fn try_acquire(&self) -> Option<Permit> {
+        self.try_acquire_leaving(0)
+    }
+
+    /// A slot now if `leave` more would still be free after it, else `None`.
+    pub fn try_acquire_leaving(&self, leave: usize) -> Option<Permit> {
         let mut s = self.state();
-        if s.in_flight >= s.limit {
+        if s.in_flight.saturating_add(leave) >= s.limit {
             return None;
         }
         s.in_flight += 1;
