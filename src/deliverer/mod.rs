@@ -102,7 +102,7 @@ impl Deliverer {
             if go && schedule.needs_refill() {
                 self.refill(&mut schedule).await;
             }
-            let room = active.len() < 2 * self.prefect.limit().snapshot().limit + 1;
+            let room = active.len() < self.concurrency();
             if go && room {
                 if let Some(entry) = schedule.next() {
                     active.push(self.attempt(entry));
@@ -148,6 +148,19 @@ impl Deliverer {
             }
         }
         while active.next().await.is_some() {}
+    }
+
+    /// Deliveries at once: twice the limit (the limit caps the calls; the rest are recording an
+    /// outcome or next in line), or half the limit while requests find no free slot, so fresh
+    /// requests go straight to a fast Prefect instead of queueing behind the backlog.
+    fn concurrency(&self) -> usize {
+        let limit = self.prefect.limit();
+        let n = limit.snapshot().limit;
+        if limit.requests_refused_recently() {
+            n.div_ceil(2)
+        } else {
+            2 * n + 1
+        }
     }
 
     async fn refill(&self, schedule: &mut Schedule) {

@@ -28,16 +28,18 @@ impl Submitter {
     /// none and makes one attempt, and is queued when the breaker is open, when no slot is
     /// free, or when the attempt fails in a way a later attempt may not. While its route has
     /// entries waiting, it may only take a slot that leaves the outbox its reserve (half the
-    /// limit, rounded up): on a Prefect that takes one call at a time it queues behind them,
+    /// limit, rounded up) — unless the deliverer already keeps to that half because requests
+    /// found no slot lately: on a Prefect that takes one call at a time it queues behind them,
     /// and on a fast one fresh requests go through while the outbox drains beside them.
     /// A caller that does not queue waits for a slot and retries within the budget, and the
     /// error is the answer.
     pub async fn submit(&self, plan: &FlowRunPlan, queues: bool) -> Result<Outcome, GatewayError> {
         let patience = if queues {
             let waiting = self.outbox.waiting(plan.route.name().as_ref());
-            let limit = self.prefect.limit().snapshot().limit;
-            let leave = outbox_reserve(waiting, limit);
-            if leave >= limit {
+            let limit = self.prefect.limit();
+            let slots = limit.snapshot().limit;
+            let mut leave = outbox_reserve(waiting, slots);
+            if leave >= slots {
                 return self
                     .outbox
                     .queue(plan, "behind queued requests of this route")
@@ -48,6 +50,10 @@ impl Submitter {
                     .outbox
                     .queue(plan, "Prefect is failing (circuit open)")
                     .await;
+            }
+            if limit.requests_refused_recently() {
+                // The deliverer already keeps to its half of the limit.
+                leave = 0;
             }
             Patience::Now { leave }
         } else {

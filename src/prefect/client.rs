@@ -188,7 +188,7 @@ impl PrefectClient {
         patience: Patience,
     ) -> Result<Response, PrefectError> {
         let slot = match patience {
-            Patience::Now { leave } => self.limit.try_acquire_leaving(leave),
+            Patience::Now { leave } => self.limit.try_acquire_for_request(leave),
             Patience::UntilDeadline => self.limit.acquire(deadline.instant()).await,
         }
         .ok_or(PrefectError::Busy)?;

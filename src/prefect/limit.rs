@@ -20,6 +20,8 @@ const BASE_WINDOW: u32 = 16;
 const MAX_WINDOW_FACTOR: u32 = 256;
 /// What an overload leaves of the limit.
 const DECREASE: f64 = 0.7;
+/// How long after a request found no free slot the outbox's deliverer yields half the limit.
+const PRESSURE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +65,8 @@ struct State {
     /// (back after an outage), from it on at the slowed pace.
     ceiling: Option<usize>,
     overloads: u64,
+    /// When a request last found no free slot.
+    refused_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -101,6 +105,7 @@ impl ConcurrencyLimit {
                 ceiling: None,
                 slow_start: true,
                 overloads: 0,
+                refused_at: None,
             }),
             freed: Notify::new(),
         }))
@@ -118,6 +123,24 @@ impl ConcurrencyLimit {
     /// A slot now, or `None` when the limit is reached.
     pub fn try_acquire(&self) -> Option<Permit> {
         self.try_acquire_leaving(0)
+    }
+
+    /// A slot now for a request that can be queued instead, leaving `leave` slots free; a
+    /// refusal is remembered (see `requests_refused_recently`).
+    pub fn try_acquire_for_request(&self, leave: usize) -> Option<Permit> {
+        let permit = self.try_acquire_leaving(leave);
+        if permit.is_none() {
+            self.state().refused_at = Some(Instant::now());
+        }
+        permit
+    }
+
+    /// A request found no free slot within the last second: the outbox's deliverer then keeps
+    /// to half the limit, so fresh requests still go straight through while a backlog drains.
+    pub fn requests_refused_recently(&self) -> bool {
+        self.state()
+            .refused_at
+            .is_some_and(|at| at.elapsed() < PRESSURE)
     }
 
     /// A slot now if `leave` more would still be free after it, else `None`.
