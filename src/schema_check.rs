@@ -2,6 +2,7 @@
 //! `flowgate check-config` when Prefect is reachable: a required parameter nothing provides,
 //! an optional field for a required parameter, a type that cannot match.
 
+use crate::prefect::Patience;
 use serde_json::Value;
 
 use crate::route_table::{ConfigIssue, FieldKind, Presence, Route};
@@ -132,7 +133,10 @@ pub async fn check_against_prefect(
     let mut reports = Vec::new();
     for route in config.routes.iter() {
         let deadline = Deadline::after(Duration::from_secs(5));
-        let report = match client.read_deployment(route.deployment(), deadline).await {
+        let report = match client
+            .read_deployment(route.deployment(), deadline, Patience::UntilDeadline)
+            .await
+        {
             Ok(deployment) => match &deployment.parameter_schema {
                 Some(schema) if schema.is_object() => compare(route, schema),
                 _ => SchemaReport {

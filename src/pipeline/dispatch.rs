@@ -67,7 +67,7 @@ pub async fn create_run(
     let mut may_re_resolve = true;
     loop {
         let deployment = resolver
-            .resolve(run.target, deadline)
+            .resolve(run.target, deadline, patience)
             .await
             .map_err(|e| upstream_error(e, run.target))?;
         let parameters = declared_only(run.parameters, &deployment);

@@ -1,5 +1,6 @@
 //! Resolve stage: `flow/deployment` → deployment id and parameter schema, cached with a TTL.
-//! Concurrent misses for one name make one Prefect call; errors are not cached.
+//! Concurrent misses for one name make one Prefect call (with the first caller's patience);
+//! errors are not cached.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use crate::domain::DeploymentRef;
-use crate::prefect::{Deadline, Deployment, PrefectClient, PrefectError};
+use crate::prefect::{Deadline, Deployment, Patience, PrefectClient, PrefectError};
 
 #[derive(Clone)]
 pub struct DeploymentResolver {
@@ -31,11 +32,12 @@ impl DeploymentResolver {
         &self,
         name: &DeploymentRef,
         deadline: Deadline,
+        patience: Patience,
     ) -> Result<Arc<Deployment>, Arc<PrefectError>> {
         self.cache
             .try_get_with_by_ref(name, async {
                 self.prefect
-                    .read_deployment(name, deadline)
+                    .read_deployment(name, deadline, patience)
                     .await
                     .map(Arc::new)
             })

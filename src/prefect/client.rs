@@ -88,23 +88,29 @@ impl PrefectClient {
         })
     }
 
-    /// `GET /deployments/name/{flow}/{deployment}`.
+    /// `GET /deployments/name/{flow}/{deployment}`. A caller that can be answered "queued"
+    /// (`Patience::Now`) gets one attempt with a free slot or `Busy`: it never waits out
+    /// retries on a Prefect that is down.
     #[tracing::instrument(level = "debug", name = "prefect.read_deployment", skip_all, fields(deployment = %name))]
     pub async fn read_deployment(
         &self,
         name: &DeploymentRef,
         deadline: Deadline,
+        patience: Patience,
     ) -> Result<Deployment, PrefectError> {
         let url = self.url(&["deployments", "name", name.flow(), name.deployment()])?;
-        let retried = retry(self.policy, deadline, self.call_timeout, |timeout| {
-            let request = self.http.get(url.clone());
-            async move {
-                let response = self
-                    .send(request, timeout, deadline, Patience::UntilDeadline)
-                    .await?;
-                read_json::<DeploymentBody>(response).await
-            }
-        })
+        let retried = retry(
+            self.policy_for(patience),
+            deadline,
+            self.call_timeout,
+            |timeout| {
+                let request = self.http.get(url.clone());
+                async move {
+                    let response = self.send(request, timeout, deadline, patience).await?;
+                    read_json::<DeploymentBody>(response).await
+                }
+            },
+        )
         .await?;
         Ok(retried.value.into())
     }
@@ -119,28 +125,38 @@ impl PrefectClient {
         patience: Patience,
     ) -> Result<CreatedRun, PrefectError> {
         let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
-        let policy = match patience {
-            Patience::Now { .. } => RetryPolicy {
-                attempts: 1,
-                ..self.policy
+        let retried = retry(
+            self.policy_for(patience),
+            deadline,
+            self.call_timeout,
+            |timeout| {
+                let request = self.http.post(url.clone()).json(body);
+                async move {
+                    let response = self.send(request, timeout, deadline, patience).await?;
+                    let created = response.status() == StatusCode::CREATED;
+                    let run = read_json::<FlowRunBody>(response).await?;
+                    Ok((run.id, created))
+                }
             },
-            Patience::UntilDeadline => self.policy,
-        };
-        let retried = retry(policy, deadline, self.call_timeout, |timeout| {
-            let request = self.http.post(url.clone()).json(body);
-            async move {
-                let response = self.send(request, timeout, deadline, patience).await?;
-                let created = response.status() == StatusCode::CREATED;
-                let run = read_json::<FlowRunBody>(response).await?;
-                Ok((run.id, created))
-            }
-        })
+        )
         .await?;
         let (id, created) = retried.value;
         Ok(CreatedRun {
             id,
             created: created || retried.after_uncertain_attempt,
         })
+    }
+
+    /// One attempt for a caller that can be answered "queued"; retries within the deadline
+    /// for one that waits.
+    fn policy_for(&self, patience: Patience) -> RetryPolicy {
+        match patience {
+            Patience::Now { .. } => RetryPolicy {
+                attempts: 1,
+                ..self.policy
+            },
+            Patience::UntilDeadline => self.policy,
+        }
     }
 
     /// The concurrency limit shared by every clone of this client.
