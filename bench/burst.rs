@@ -1,9 +1,10 @@
 //! Load leveling against a real Prefect on SQLite (started by `scripts/local-prefect`, no
 //! runner). In one run, the same Prefect gets:
 //!   1. a sequential client creating runs one at a time: Prefect's own pace, the ceiling;
-//!   2. a burst sent straight at Prefect by 64 concurrent clients that retry 503s and timeouts;
-//!   3. the same burst sent to flowgate by 64 senders: their acknowledgement rate, and the
-//!      rate at which flowgate drains it into Prefect.
+//!   2. the burst sent to flowgate by 64 senders: their acknowledgement rate, and the rate at
+//!      which flowgate drains it into Prefect;
+//!   3. last, a burst sent straight at Prefect by 64 concurrent clients that retry 503s and
+//!      timeouts (it leaves Prefect busy with abandoned requests for a while).
 //!
 //!   cargo bench --bench burst [-- SIGNUPS CONCURRENCY DIRECT]    (Prefect on port 4360)
 //!
@@ -165,16 +166,6 @@ async fn main() -> Result<(), Error> {
         &run,
     )
     .await;
-    let flood = direct(
-        &client,
-        &create,
-        direct_n,
-        concurrency,
-        &format!("bench:direct:{run}"),
-        &run,
-    )
-    .await;
-
     let dir = tempfile::tempdir()?;
     let tag = format!("bench:flowgate:{run}");
     settings.server.port = 0;
@@ -234,19 +225,36 @@ async fn main() -> Result<(), Error> {
         .min();
     let drained = started.elapsed();
     let runs = count_runs(&client, &api, &tag).await?;
-    let limit = match admin {
-        Some(admin) => client
-            .get(format!("{admin}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?
-            .lines()
-            .find_map(|l| l.strip_prefix("flowgate_prefect_concurrency_limit "))
-            .map(str::to_owned)
-            .unwrap_or_default(),
+    let metrics = match admin {
+        Some(admin) => {
+            client
+                .get(format!("{admin}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?
+        }
         None => String::new(),
     };
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("flowgate_{name} ")))
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let limit = metric("prefect_concurrency_limit");
+    // Last: the flood straight at Prefect leaves it busy with abandoned requests for a while,
+    // which would slow whatever is measured after it.
+    let flood = direct(
+        &client,
+        &create,
+        direct_n,
+        concurrency,
+        &format!("bench:direct:{run}"),
+        &run,
+    )
+    .await;
     local_prefect("stop")?;
 
     let ceiling = sequential.per_sec();
@@ -281,7 +289,11 @@ async fn main() -> Result<(), Error> {
         n - runs,
         drain_rate / ceiling
     );
-    println!("flowgate's adaptive concurrency limit at the end: {limit}");
+    println!(
+        "flowgate's adaptive concurrency limit at the end: {limit}; Prefect overloads (503/429/timeouts): {}; delivery attempts: {}",
+        metric("prefect_overloads"),
+        metric("outbox_attempts_total")
+    );
     match slowest_window {
         Some(runs) => println!("slowest 10 s window of the drain: {runs} runs"),
         None => println!("the drain took under 10 s"),
