@@ -3,7 +3,7 @@
 //! line per request, rejections sampled, the rest counted.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hmac::KeyInit;
@@ -19,17 +19,10 @@ const BODY_MARKER: &str = "body-marker-3f9a";
 #[tokio::test]
 async fn logs_of_signed_traffic_hold_no_secret_and_no_body() {
     let prefect = partner_prefect(2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("flowgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let gateway = Gateway::start(
+        |port, store| {
+            format!(
+                r#"
 [server]
 port = {port}
 [admin]
@@ -37,7 +30,7 @@ port = 0
 [store]
 path = "{store}"
 [prefect]
-api_url = "{}/api"
+api_url = "{prefect}/api"
 [telemetry]
 format = "json"
 level = "debug"
@@ -56,30 +49,19 @@ auth = {{ type = "bearer", tokens = [{{ env = "TRIGGER_TOKEN" }}] }}
 [routes.trigger.fields]
 event = {{ type = "string" }}
 "#,
-            prefect.uri(),
-            store = dir.path().join("flowgate.db").display()
-        ),
+                prefect = prefect.uri()
+            )
+        },
+        &[
+            ("GH_SECRET", SECRET),
+            ("GH_SECRET_OLD", OLD_SECRET),
+            ("TRIGGER_TOKEN", TOKEN),
+            ("RUST_LOG", "debug"),
+        ],
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("GH_SECRET", SECRET)
-        .env("GH_SECRET_OLD", OLD_SECRET)
-        .env("TRIGGER_TOKEN", TOKEN)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    let base = format!("http://127.0.0.1:{port}");
+    .await;
+    let base = gateway.base.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "flowgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let body = format!(r#"{{"event":"{BODY_MARKER}"}}"#);
     let mut signed = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -139,15 +121,7 @@ event = {{ type = "string" }}
     assert_eq!(wrong.status().as_u16(), 401);
     request_ids.push(request_id(&wrong));
 
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = gateway.stop_and_read_log();
 
     let lines = request_lines(&logs);
     let codes: Vec<(String, String)> = request_ids
@@ -185,6 +159,71 @@ event = {{ type = "string" }}
     }
 }
 
+/// The real binary serving a configuration written for it, its stderr captured.
+struct Gateway {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// `config(port, store path)` gives the TOML text; `env` is added (and `RUST_LOG` removed
+    /// unless given).
+    async fn start(config: impl FnOnce(u16, &str) -> String, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = dir.path().join("flowgate.toml");
+        let store = dir.path().join("flowgate.db").display().to_string();
+        std::fs::write(&path, config(port, &store)).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowgate"));
+        command
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = command.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "flowgate did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    fn stop_and_read_log(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let mut logs = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut logs)
+            .unwrap();
+        logs
+    }
+}
+
+/// A test that fails midway leaves no gateway running.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn request_id(response: &reqwest::Response) -> String {
     response.headers()["x-request-id"]
         .to_str()
@@ -203,17 +242,10 @@ fn request_lines(logs: &str) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn at_info_each_request_writes_one_short_line_and_a_flood_is_sampled() {
     let prefect = partner_prefect(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("flowgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let gateway = Gateway::start(
+        |port, store| {
+            format!(
+                r#"
 [server]
 port = {port}
 trusted_proxies = ["127.0.0.1"]
@@ -222,7 +254,7 @@ port = 0
 [store]
 path = "{store}"
 [prefect]
-api_url = "{}/api"
+api_url = "{prefect}/api"
 [telemetry]
 format = "json"
 level = "info"
@@ -236,26 +268,14 @@ auth = "none"
 [routes.site.fields]
 event = {{ type = "string", max_length = 20 }}
 "#,
-            prefect.uri(),
-            store = dir.path().join("flowgate.db").display()
-        ),
+                prefect = prefect.uri()
+            )
+        },
+        &[],
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    .await;
+    let base = gateway.base.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "flowgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let post = |from: &str, body: String| {
         client
             .post(format!("{base}/hooks/site"))
@@ -291,15 +311,7 @@ event = {{ type = "string", max_length = 20 }}
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
 
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = gateway.stop_and_read_log();
     let lines = request_lines(&logs);
     let raw: Vec<&str> = logs
         .lines()

@@ -30,8 +30,8 @@ fn fill(conn: &Connection, from: i64, n: i64, deferred: i64) {
     .unwrap();
 }
 
-/// VM instructions for: 20 enqueues, one read of each route's 32 due entries, 10 deliveries.
-fn operations(conn: &mut Connection, round: u32) -> u64 {
+/// SQLite VM instructions `work` runs on `conn`.
+fn vm_instructions(conn: &mut Connection, work: impl FnOnce(&mut Connection)) -> u64 {
     let ops = Arc::new(AtomicU64::new(0));
     let counter = ops.clone();
     conn.progress_handler(
@@ -42,6 +42,17 @@ fn operations(conn: &mut Connection, round: u32) -> u64 {
         }),
     )
     .unwrap();
+    work(conn);
+    conn.progress_handler(0, None::<fn() -> bool>).unwrap();
+    ops.load(Ordering::Relaxed)
+}
+
+/// VM instructions for: 20 enqueues, one read of each route's 32 due entries, 10 deliveries.
+fn operations(conn: &mut Connection, round: u32) -> u64 {
+    vm_instructions(conn, |conn| store_work(conn, round))
+}
+
+fn store_work(conn: &mut Connection, round: u32) {
     let routes = vec!["r".to_string(), "other".to_string()];
     let cx = StoreContext {
         full: false,
@@ -61,30 +72,19 @@ fn operations(conn: &mut Connection, round: u32) -> u64 {
     }
     run_command(&tx, &StoreCommand::Oldest(reply()), &cx).unwrap();
     tx.commit().unwrap();
-    conn.progress_handler(0, None::<fn() -> bool>).unwrap();
-    ops.load(Ordering::Relaxed)
 }
 
+/// VM instructions for a count over the table: a scan.
 fn count_ops(conn: &mut Connection) -> u64 {
-    let ops = Arc::new(AtomicU64::new(0));
-    let counter = ops.clone();
-    conn.progress_handler(
-        1,
-        Some(move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-            false
-        }),
-    )
-    .unwrap();
-    let _: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM outbox WHERE last_error = ''",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    conn.progress_handler(0, None::<fn() -> bool>).unwrap();
-    ops.load(Ordering::Relaxed)
+    vm_instructions(conn, |conn| {
+        let _: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE last_error = ''",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+    })
 }
 
 #[test]
