@@ -62,6 +62,8 @@ pub struct RequestLabels {
 pub struct LogBudget {
     /// Rejection lines per (client, route, code) per minute.
     pub rejections_per_key: u32,
+    /// Rejection lines per second in all.
+    pub rejections_per_sec: u32,
     /// Request lines per second in all.
     pub lines_per_sec: u32,
 }
@@ -72,6 +74,7 @@ struct Window {
     keys: HashMap<u64, u32>,
     second: i64,
     lines: u32,
+    rejections: u32,
     suppressed: u64,
 }
 
@@ -107,7 +110,7 @@ impl RequestLog {
             let mut w = self.window();
             let summary = roll(&mut w, now_ms.div_euclid(60_000));
             let admitted = (!rejection || self.key_allows(&mut w, note))
-                && self.rate_allows(&mut w, now_ms.div_euclid(1000));
+                && self.rate_allows(&mut w, now_ms.div_euclid(1000), rejection);
             if !admitted {
                 w.suppressed += 1;
             }
@@ -140,10 +143,17 @@ impl RequestLog {
         *seen <= self.budget.rejections_per_key
     }
 
-    fn rate_allows(&self, w: &mut Window, second: i64) -> bool {
+    fn rate_allows(&self, w: &mut Window, second: i64, rejection: bool) -> bool {
         if w.second != second {
             w.second = second;
             w.lines = 0;
+            w.rejections = 0;
+        }
+        if rejection {
+            if w.rejections >= self.budget.rejections_per_sec {
+                return false;
+            }
+            w.rejections += 1;
         }
         w.lines = w.lines.saturating_add(1);
         w.lines <= self.budget.lines_per_sec
@@ -212,6 +222,7 @@ mod tests {
     fn rejections_are_sampled_per_client_route_and_code_each_minute() {
         let log = RequestLog::new(LogBudget {
             rejections_per_key: 3,
+            rejections_per_sec: 1_000_000,
             lines_per_sec: 1_000_000,
         });
         let written = (0..100)
@@ -249,9 +260,11 @@ mod tests {
     fn no_traffic_writes_more_than_the_rate_allows() {
         let log = RequestLog::new(LogBudget {
             rejections_per_key: 5,
+            rejections_per_sec: 4,
             lines_per_sec: 10,
         });
-        // 100,000 distinct clients in one second: at most the rate's worth of lines.
+        // 100,000 distinct clients in one second: at most the rejection rate's worth of lines,
+        // and accepted requests still get the rest of the second's lines.
         let written = (0..100_000u32)
             .filter(|i| {
                 let n = RequestNote {
@@ -261,7 +274,11 @@ mod tests {
                 log.admit(422, &n, 5_000)
             })
             .count();
-        assert_eq!(written, 10);
+        assert_eq!(written, 4);
+        let accepted = (0..100)
+            .filter(|_| log.admit(202, &note(1, "created"), 5_000))
+            .count();
+        assert_eq!(accepted, 6, "the rest of the second's 10");
         assert!(
             log.admit(202, &note(1, "created"), 6_000),
             "the next second"

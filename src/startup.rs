@@ -153,6 +153,7 @@ impl Application {
         };
         let request_log = web::Data::new(RequestLog::new(LogBudget {
             rejections_per_key: s.telemetry.rejection_lines_per_minute,
+            rejections_per_sec: s.telemetry.max_rejection_lines_per_sec,
             lines_per_sec: s.telemetry.max_request_lines_per_sec,
         }));
         spawn_log_ticks(request_log.clone().into_inner());

@@ -147,6 +147,8 @@ pub struct TelemetrySettings {
     pub level: String,
     /// Rejection lines written per (client, route, code) per minute; the rest are counted.
     pub rejection_lines_per_minute: u32,
+    /// Rejection lines written per second in all; the rest are counted.
+    pub max_rejection_lines_per_sec: u32,
     /// Request lines written per second in all; the rest are counted.
     pub max_request_lines_per_sec: u32,
 }
@@ -157,6 +159,7 @@ impl Default for TelemetrySettings {
             format: LogFormat::Pretty,
             level: "info".into(),
             rejection_lines_per_minute: 5,
+            max_rejection_lines_per_sec: 100,
             max_request_lines_per_sec: 2000,
         }
     }
