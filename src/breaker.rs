@@ -4,7 +4,9 @@
 //! Sender latency stays low during an outage.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::pipeline::verify::unix_now_ms as now_ms;
 
 pub struct Breaker {
     threshold: u32,
@@ -68,13 +70,6 @@ impl Breaker {
     fn tripped(&self) -> bool {
         self.failures.load(Ordering::Relaxed) >= self.threshold
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

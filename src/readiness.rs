@@ -22,6 +22,22 @@ pub enum PrefectState {
 }
 
 impl PrefectState {
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Reachable,
+            2 => Self::Unreachable,
+            _ => Self::Unknown,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Reachable => 1,
+            Self::Unreachable => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
@@ -39,11 +55,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn prefect(&self) -> PrefectState {
-        match self.prefect.load(Ordering::Relaxed) {
-            1 => PrefectState::Reachable,
-            2 => PrefectState::Unreachable,
-            _ => PrefectState::Unknown,
-        }
+        PrefectState::from_code(self.prefect.load(Ordering::Relaxed))
     }
 
     /// Age of the oldest queued entry at the last refresh.
@@ -52,16 +64,7 @@ impl Readiness {
     }
 
     fn set_prefect(&self, state: PrefectState) -> PrefectState {
-        let code = match state {
-            PrefectState::Unknown => 0,
-            PrefectState::Reachable => 1,
-            PrefectState::Unreachable => 2,
-        };
-        match self.prefect.swap(code, Ordering::Relaxed) {
-            1 => PrefectState::Reachable,
-            2 => PrefectState::Unreachable,
-            _ => PrefectState::Unknown,
-        }
+        PrefectState::from_code(self.prefect.swap(state.code(), Ordering::Relaxed))
     }
 
     /// Probes Prefect and reads the oldest entry's age once; logs a change of Prefect's state.

@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
+use crate::pipeline::verify::unix_now_ms;
 use crate::request_log::{write_line, RequestLog, RequestNote};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -84,7 +85,7 @@ pub async fn request_id_middleware(
         .get::<RequestNote>()
         .cloned()
         .unwrap_or_else(|| RequestNote::code("-"));
-    let write = log.is_none_or(|log| log.admit(status, &note, now_ms()));
+    let write = log.is_none_or(|log| log.admit(status, &note, unix_now_ms()));
     if write {
         write_line(
             id.as_str(),
@@ -96,11 +97,4 @@ pub async fn request_id_middleware(
         );
     }
     Ok(response)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

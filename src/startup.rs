@@ -18,7 +18,7 @@ use crate::outbox::{Outbox, Submitter};
 use crate::pipeline::dedup::DeliveryMemory;
 use crate::pipeline::parse::BodyLimits;
 use crate::pipeline::resolve::DeploymentResolver;
-use crate::pipeline::verify::unix_now;
+use crate::pipeline::verify::{unix_now, unix_now_ms};
 use crate::prefect::PrefectClient;
 use crate::prefect::RetryPolicy;
 use crate::ratelimit::KeyedLimiter;
@@ -159,13 +159,10 @@ impl Application {
         spawn_log_ticks(request_log.clone().into_inner());
         let state = web::Data::new(AppState {
             routes: config.routes.clone(),
-            resolver,
-            prefect,
             deliveries,
             outbox,
             submitter,
             readiness,
-            breaker: breaker.clone(),
             trusted_proxies,
             client_limiter: client_limiter.clone(),
             body_limits: BodyLimits {
@@ -306,10 +303,7 @@ fn spawn_log_ticks(log: Arc<RequestLog>) {
         loop {
             tick.tick().await;
             let Some(log) = log.upgrade() else { return };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            log.tick(now);
+            log.tick(unix_now_ms());
         }
     });
 }

@@ -7,25 +7,19 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::breaker::Breaker;
 use crate::outbox::{Outbox, Submitter};
 use crate::pipeline::parse::BodyLimits;
 use crate::ratelimit::KeyedLimiter;
 use crate::readiness::Readiness;
 
 use crate::pipeline::dedup::DeliveryMemory;
-use crate::pipeline::resolve::DeploymentResolver;
-use crate::prefect::PrefectClient;
 use crate::route_table::RouteTable;
 
 pub struct AppState {
     pub routes: Arc<RouteTable>,
-    pub resolver: DeploymentResolver,
-    pub prefect: PrefectClient,
     pub outbox: Outbox,
     /// Prefect now or the outbox: the one submit policy.
     pub submitter: Submitter,
-    pub breaker: Arc<Breaker>,
     /// What `/readyz` answers, refreshed in the background.
     pub readiness: Arc<Readiness>,
     pub deliveries: DeliveryMemory,

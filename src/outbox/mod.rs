@@ -99,8 +99,7 @@ impl Outbox {
     }
 
     /// Entries the route has waiting (from memory). While a route has any, its new requests
-    /// queue behind them: the deliverer drains each route oldest first, and a new request
-    /// never jumps ahead of an earlier sender's.
+    /// leave the outbox its share of Prefect's call slots (see `Submitter::submit`).
     pub fn waiting(&self, route: &str) -> u64 {
         self.store.queued(route)
     }

@@ -1,6 +1,7 @@
 //! The submit policy: whether a request goes to Prefect now or to the outbox. Used by every
 //! entry point that starts a run, so they all keep the same promise: the sender never waits on
-//! Prefect's pace when it can be answered `queued`, and never jumps ahead of earlier senders.
+//! Prefect's pace when it can be answered `queued`, and never takes the call slots the outbox
+//! needs to drain what waited before it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -67,6 +67,14 @@ pub fn check_bearer<'a>(
     ok.then_some(()).ok_or(GatewayError::InvalidToken)
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch, for verification.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

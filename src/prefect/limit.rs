@@ -144,7 +144,7 @@ impl ConcurrencyLimit {
     }
 
     /// A slot now if `leave` more would still be free after it, else `None`.
-    pub fn try_acquire_leaving(&self, leave: usize) -> Option<Permit> {
+    fn try_acquire_leaving(&self, leave: usize) -> Option<Permit> {
         let mut s = self.state();
         if s.in_flight.saturating_add(leave) >= s.limit {
             return None;
