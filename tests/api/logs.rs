@@ -2,13 +2,9 @@
 //! ids and reason codes, never a secret, a token or a body; at the default level, one bounded
 //! line per request, rejections sampled, the rest counted.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use hmac::KeyInit;
-use tokio::time::Instant;
 
+use crate::gateway::Gateway;
 use crate::helpers::*;
 
 const SECRET: &str = "gh-secret-5d1c9e";
@@ -156,71 +152,6 @@ event = {{ type = "string" }}
             !logs.contains(forbidden),
             "{forbidden:?} leaked into the logs:\n{logs}"
         );
-    }
-}
-
-/// The real binary serving a configuration written for it, its stderr captured.
-struct Gateway {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    /// `config(port, store path)` gives the TOML text; `env` is added (and `RUST_LOG` removed
-    /// unless given).
-    async fn start(config: impl FnOnce(u16, &str) -> String, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let path = dir.path().join("flowgate.toml");
-        let store = dir.path().join("flowgate.db").display().to_string();
-        std::fs::write(&path, config(port, &store)).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flowgate"));
-        command
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let child = command.spawn().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "flowgate did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            base,
-            _dir: dir,
-        }
-    }
-
-    fn stop_and_read_log(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let mut logs = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
-        logs
-    }
-}
-
-/// A test that fails midway leaves no gateway running.
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -11,6 +11,7 @@ mod e2e;
 mod fakes;
 mod faults;
 mod flood;
+mod gateway;
 mod health;
 mod helpers;
 mod logs;

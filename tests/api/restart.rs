@@ -1,14 +1,14 @@
 //! What must survive a restart or a stop: accepted delivery ids, and in-flight requests on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::fakes::partner_prefect_fresh_runs;
+use crate::gateway::Gateway;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -83,39 +83,22 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         .expect(1)
         .mount(&prefect)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("flowgate.toml");
-    let text = std::fs::read_to_string(repo_path("config/default.toml"))
-        .unwrap()
-        .replace("port = 8080", &format!("port = {port}"))
-        .replace("port = 9090", "port = 0")
-        .replace(
-            r#"path = "data/flowgate.db""#,
-            &format!("path = \"{}\"", dir.path().join("f.db").display()),
-        );
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "FLOWGATE__PREFECT__API_URL",
-            format!("{}/api", prefect.uri()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let api = format!("{}/api", prefect.uri());
+    let mut gateway = Gateway::start(
+        |port, store| {
+            std::fs::read_to_string(repo_path("config/default.toml"))
+                .unwrap()
+                .replace("port = 8080", &format!("port = {port}"))
+                .replace("port = 9090", "port = 0")
+                .replace(
+                    r#"path = "data/flowgate.db""#,
+                    &format!("path = \"{store}\""),
+                )
+        },
+        &[("FLOWGATE__PREFECT__API_URL", api.as_str())],
+    )
+    .await;
+    let base = gateway.base.clone();
 
     let in_flight = tokio::spawn(
         reqwest::Client::new()
@@ -134,7 +117,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &gateway.pid().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
@@ -145,9 +128,6 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         .expect("the in-flight request was answered");
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(response.json::<Value>().await.unwrap()["status"], "created");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = gateway.wait();
     assert!(status.success(), "exit status {status:?}");
 }
