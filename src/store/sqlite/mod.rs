@@ -48,9 +48,8 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         }
         let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        schema::configure(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
         let soft_limit =
-            schema::soft_limit_pages(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
+            schema::configure(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
         let counts = writer::count_all(&conn).map_err(|e| open_error(e.to_string()))?;
         let shared = Arc::new(Shared {
             counts: counts.into(),

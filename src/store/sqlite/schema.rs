@@ -9,7 +9,9 @@ use rusqlite::Connection;
 /// heads of the indexes stay in memory; the rest of a large backlog stays on disk.
 const CACHE_KIB: i64 = 16 * 1024;
 
-pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
+/// Sets the connection up and makes the schema; returns the size cap in pages (the soft limit
+/// enforced on enqueue).
+pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk (fsync) before it returns; an acknowledged entry survives kill -9.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -54,10 +56,11 @@ pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
             PRIMARY KEY (route, delivery_id)
          );
          CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(created_at);",
-    )
+    )?;
+    Ok(soft)
 }
 
-pub fn soft_limit_pages(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
+fn soft_limit_pages(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
     let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let pages = max_size_mb.saturating_mul(1024 * 1024) / page_size.max(512) as u64;
     Ok(i64::try_from(pages).unwrap_or(i64::MAX / 2).max(16))
