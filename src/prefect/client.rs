@@ -11,6 +11,7 @@ use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
+use super::http::PerThreadHttp;
 use super::limit::{ConcurrencyLimit, Signal};
 use super::retry::{retry, Deadline, RetryPolicy};
 use super::{Deployment, FlowRunCreate, PrefectError};
@@ -38,7 +39,7 @@ pub enum Patience {
 
 #[derive(Clone)]
 pub struct PrefectClient {
-    http: reqwest::Client,
+    http: PerThreadHttp,
     base: Url,
     auth: Option<HeaderValue>,
     limit: ConcurrencyLimit,
@@ -57,10 +58,7 @@ impl std::fmt::Debug for PrefectClient {
 
 impl PrefectClient {
     pub fn new(base: Url, auth: &PrefectAuth, s: &PrefectSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(s.timeout().min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
+        let http = PerThreadHttp::new(s.timeout().min(Duration::from_secs(5)))?;
         let auth = match auth {
             PrefectAuth::None => None,
             PrefectAuth::Basic(secret) => Some(format!(
@@ -104,7 +102,7 @@ impl PrefectClient {
             deadline,
             self.call_timeout,
             |timeout| {
-                let request = self.http.get(url.clone());
+                let request = self.http.client().get(url.clone());
                 async move {
                     let response = self.send(request, timeout, deadline, patience).await?;
                     read_json::<DeploymentBody>(response).await
@@ -130,7 +128,7 @@ impl PrefectClient {
             deadline,
             self.call_timeout,
             |timeout| {
-                let request = self.http.post(url.clone()).json(body);
+                let request = self.http.client().post(url.clone()).json(body);
                 async move {
                     let response = self.send(request, timeout, deadline, patience).await?;
                     let created = response.status() == StatusCode::CREATED;
@@ -168,7 +166,7 @@ impl PrefectClient {
     pub async fn health(&self, timeout: Duration) -> Result<(), PrefectError> {
         let url = self.url(&["health"])?;
         let response = self
-            .authorized(self.http.get(url))
+            .authorized(self.http.client().get(url))
             .timeout(timeout)
             .send()
             .await

@@ -3,6 +3,7 @@
 mod client;
 mod dto;
 mod error;
+mod http;
 mod limit;
 mod rejection;
 mod retry;
