@@ -5,10 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
-
 use sha2::{Digest, Sha256};
 
+use super::recent::{Found, Recent};
 use crate::domain::RouteName;
 use crate::error::GatewayError;
 use crate::outbox::Outcome;
@@ -35,7 +34,7 @@ const PRUNE_BATCH: usize = 5_000;
 /// forget them after `ttl` (the store in the background, in batches).
 #[derive(Clone)]
 pub struct DeliveryMemory {
-    accepted: Cache<(RouteName, String), Outcome>,
+    accepted: Arc<Recent<(RouteName, String), Outcome, GatewayError>>,
     store: Arc<dyn Store>,
     ttl: Duration,
 }
@@ -43,10 +42,10 @@ pub struct DeliveryMemory {
 impl DeliveryMemory {
     pub fn new(ttl: Duration, capacity: u64, store: Arc<dyn Store>) -> Self {
         Self {
-            accepted: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            accepted: Arc::new(Recent::new(
+                ttl,
+                usize::try_from(capacity).unwrap_or(usize::MAX),
+            )),
             store,
             ttl,
         }
@@ -111,31 +110,22 @@ impl DeliveryMemory {
                 return Ok::<_, GatewayError>(Outcome::from_remembered(outcome));
             }
             let outcome = process.await?;
-            if let Err(e) = self
-                .store
-                .remember_delivery(
-                    route.to_string(),
-                    delivery_id.to_owned(),
-                    outcome.remembered(),
-                )
-                .await
-            {
-                // Prefect's idempotency key (the delivery id) still maps a redelivery to this run.
-                tracing::warn!(error = %crate::error::error_chain(&e), "cannot store the delivery id");
-            }
+            // Handed to the store now, committed with the next group (within milliseconds);
+            // the answer does not wait for that fsync. Until then the in-memory entry answers
+            // a redelivery, and after a crash Prefect's idempotency key (the delivery id) does.
+            drop(self.store.remember_delivery(
+                route.to_string(),
+                delivery_id.to_owned(),
+                outcome.remembered(),
+            ));
             Ok(outcome)
         };
-        let entry = self
-            .accepted
-            .entry(key)
-            .or_try_insert_with(first)
-            .await
-            .map_err(Arc::unwrap_or_clone)?;
-        if entry.is_fresh() {
-            Ok(entry.into_value())
-        } else {
-            tracing::debug!(delivery_id, "redelivery answered with the first outcome");
-            Ok(entry.into_value().as_duplicate())
+        match self.accepted.get_or_run(key, || first).await? {
+            Found::Fresh(outcome) => Ok(outcome),
+            Found::Earlier(outcome) => {
+                tracing::debug!(delivery_id, "redelivery answered with the first outcome");
+                Ok(outcome.as_duplicate())
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod honeypot;
 pub mod map;
 pub mod parse;
 pub mod ratelimit;
+pub mod recent;
 pub mod resolve;
 pub mod route;
 pub mod schema;

@@ -113,6 +113,10 @@ pub trait Store: Send + Sync {
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The counts, plus the age of the oldest queued entry (one index seek).
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>>;
+    /// Remembers a delivery id's first answer. The write is handed to the store when this is
+    /// called (unless the store's queue is full: then only when the future is polled); the
+    /// future resolves once it is durable. A request path may answer without waiting: Prefect's
+    /// idempotency key still maps a redelivery to the same run.
     fn remember_delivery(
         &self,
         route: String,

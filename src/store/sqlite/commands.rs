@@ -18,8 +18,14 @@ pub enum Command {
     List(EntryState, usize, Reply<Vec<OutboxEntry>>),
     Requeue(uuid::Uuid, i64, Reply<bool>),
     Remember(String, String, RememberedOutcome, Reply<()>),
-    Recall(String, String, i64, Reply<Option<RememberedOutcome>>),
     Prune(i64, usize, Reply<usize>),
+}
+
+impl Command {
+    /// Whether no request waits on it (it may linger for the next commit).
+    pub fn can_wait(&self) -> bool {
+        matches!(self, Command::Remember(..) | Command::Prune(..))
+    }
 }
 
 /// What a command produced.
@@ -27,7 +33,6 @@ pub enum Output {
     Unit,
     Entries(Vec<OutboxEntry>),
     Oldest(Option<i64>),
-    Recalled(Option<RememberedOutcome>),
     Flag(bool),
     Count(usize),
 }
@@ -129,9 +134,6 @@ pub fn run(
             .execute(params![route, delivery, kind, id.to_string()])?;
             (Output::Unit, None)
         }
-        Command::Recall(route, delivery, since, _) => {
-            (Output::Recalled(recall(tx, route, delivery, *since)?), None)
-        }
         Command::Prune(before, limit, _) => (
             Output::Count(
                 tx.prepare_cached(
@@ -188,10 +190,6 @@ pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
         Command::Due(_, _, r) | Command::List(_, _, r) => send(r, result, entries),
         Command::Oldest(r) => send(r, result, |o| match o {
             Output::Oldest(v) => Some(v),
-            _ => None,
-        }),
-        Command::Recall(_, _, _, r) => send(r, result, |o| match o {
-            Output::Recalled(v) => Some(v),
             _ => None,
         }),
         Command::Requeue(_, _, r) => send(r, result, |o| match o {
@@ -259,13 +257,13 @@ fn select(
     rows.collect()
 }
 
-fn recall(
-    tx: &Transaction<'_>,
+pub fn recall(
+    conn: &rusqlite::Connection,
     route: &str,
     delivery: &str,
     since: i64,
 ) -> rusqlite::Result<Option<RememberedOutcome>> {
-    tx.prepare_cached(
+    conn.prepare_cached(
         "SELECT kind, id FROM deliveries WHERE route = ?1 AND delivery_id = ?2 AND created_at >= ?3",
     )?
     .query_row(params![route, delivery, since], |r| {

@@ -3,6 +3,7 @@
 //! waits for a checkpoint.
 
 mod commands;
+mod reader;
 mod schema;
 mod writer;
 
@@ -32,6 +33,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    readers: reader::Readers,
     /// Dropped with the store: the checkpointer stops.
     _checkpoints: std_mpsc::Sender<()>,
 }
@@ -70,6 +72,7 @@ impl SqliteStore {
         Ok(Self {
             commands,
             shared,
+            readers: reader::Readers::new(path.to_path_buf()),
             _checkpoints: stop_checkpoints,
         })
     }
@@ -158,7 +161,23 @@ impl Store for SqliteStore {
         delivery_id: String,
         outcome: RememberedOutcome,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(move |r| Command::Remember(route, delivery_id, outcome, r))
+        // Queued for the writer now (when there is room), so the caller may drop the future.
+        let (reply, committed) = oneshot::channel();
+        match self
+            .commands
+            .try_send(Command::Remember(route, delivery_id, outcome, reply))
+        {
+            Ok(()) => async move { committed.await.map_err(|_| StoreError::Stopped)? }.boxed(),
+            Err(mpsc::error::TrySendError::Closed(_)) => async { Err(StoreError::Stopped) }.boxed(),
+            Err(mpsc::error::TrySendError::Full(cmd)) => async move {
+                self.commands
+                    .send(cmd)
+                    .await
+                    .map_err(|_| StoreError::Stopped)?;
+                committed.await.map_err(|_| StoreError::Stopped)?
+            }
+            .boxed(),
+        }
     }
     fn recall_delivery(
         &self,
@@ -166,7 +185,10 @@ impl Store for SqliteStore {
         delivery_id: String,
         since: i64,
     ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>> {
-        self.ask(move |r| Command::Recall(route, delivery_id, since, r))
+        let recalled = self
+            .readers
+            .with(|conn| commands::recall(conn, &route, &delivery_id, since));
+        async move { recalled }.boxed()
     }
     fn prune_deliveries(
         &self,
