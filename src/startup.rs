@@ -52,6 +52,7 @@ pub struct Application {
     server: Server,
     stop_delivery: watch::Sender<bool>,
     delivery_task: tokio::task::JoinHandle<()>,
+    store: Arc<dyn Store>,
 }
 
 impl Application {
@@ -236,6 +237,7 @@ impl Application {
             server,
             stop_delivery,
             delivery_task,
+            store,
         })
     }
 
@@ -261,6 +263,10 @@ impl Application {
         let _ = self.stop_delivery.send(true);
         if let Err(e) = self.delivery_task.await {
             tracing::error!(error = %e, "the deliverer ended abnormally");
+        }
+        // Writes nobody waited for (remembered delivery ids) reach the disk before exit.
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %crate::error::error_chain(&e), "cannot flush the store");
         }
         tracing::info!("flowgate stopped");
         served

@@ -113,6 +113,8 @@ pub trait Store: Send + Sync {
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The counts, plus the age of the oldest queued entry (one index seek).
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>>;
+    /// Resolves once everything handed to the store before this call is durable.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Remembers a delivery id's first answer. The write is handed to the store when this is
     /// called (unless the store's queue is full: then only when the future is polled); the
     /// future resolves once it is durable. A request path may answer without waiting: Prefect's

@@ -57,6 +57,17 @@ pub struct TestApp {
     pub admin_address: String,
     pub client: reqwest::Client,
     handle: AppHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Stops the app gracefully and waits until it has (the store flushed and closed).
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running.await.expect("the app ran").expect("the app served");
+        }
+    }
 }
 
 impl Drop for TestApp {
@@ -255,13 +266,14 @@ fn start(mut config: Configuration) -> TestApp {
         app.admin_port().expect("admin listener on")
     );
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = Some(tokio::spawn(app.run_until_stopped()));
     TestApp {
         _data: data,
         address,
         admin_address,
         client: reqwest::Client::new(),
         handle,
+        running,
     }
 }
 

@@ -19,6 +19,8 @@ pub enum Command {
     Requeue(uuid::Uuid, i64, Reply<bool>),
     Remember(String, String, RememberedOutcome, Reply<()>),
     Prune(i64, usize, Reply<usize>),
+    /// Nothing: answered once the commands before it are committed.
+    Flush(Reply<()>),
 }
 
 impl Command {
@@ -134,6 +136,7 @@ pub fn run(
             .execute(params![route, delivery, kind, id.to_string()])?;
             (Output::Unit, None)
         }
+        Command::Flush(_) => (Output::Unit, None),
         Command::Prune(before, limit, _) => (
             Output::Count(
                 tx.prepare_cached(
@@ -186,7 +189,8 @@ pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
         | Command::Delivered(_, _, r)
         | Command::Reschedule(_, _, _, r)
         | Command::Dead(_, _, r)
-        | Command::Remember(_, _, _, r) => send(r, result, unit),
+        | Command::Remember(_, _, _, r)
+        | Command::Flush(r) => send(r, result, unit),
         Command::Due(_, _, r) | Command::List(_, _, r) => send(r, result, entries),
         Command::Oldest(r) => send(r, result, |o| match o {
             Output::Oldest(v) => Some(v),

@@ -155,6 +155,9 @@ impl Store for SqliteStore {
         }
         .boxed()
     }
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(Command::Flush)
+    }
     fn remember_delivery(
         &self,
         route: String,

@@ -260,3 +260,30 @@ async fn delivery_ids_are_forgotten_after_the_memory_in_batches() {
 }
 
 mod cost;
+
+#[tokio::test]
+async fn a_delivery_id_is_written_without_waiting_and_durable_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4();
+    {
+        let store = open(&dir, 64);
+        // Dropped unawaited, as the request path does: the write is already handed over.
+        drop(store.remember_delivery("r".into(), "d-1".into(), RememberedOutcome::Run(id)));
+        store.flush().await.unwrap();
+        assert_eq!(
+            store
+                .recall_delivery("r".into(), "d-1".into(), 0)
+                .await
+                .unwrap(),
+            Some(RememberedOutcome::Run(id))
+        );
+    }
+    let reopened = open(&dir, 64);
+    assert_eq!(
+        reopened
+            .recall_delivery("r".into(), "d-1".into(), 0)
+            .await
+            .unwrap(),
+        Some(RememberedOutcome::Run(id))
+    );
+}
