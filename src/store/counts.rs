@@ -17,6 +17,11 @@ pub(crate) enum Change {
     Settled(String),
     Died(String),
     Revived(String),
+    /// Taken out of the outbox by an operator, from the queue or from the dead.
+    Discarded {
+        route: String,
+        was_dead: bool,
+    },
 }
 
 impl OutboxCounts {
@@ -40,6 +45,14 @@ impl OutboxCounts {
     }
 
     pub(crate) fn apply(&mut self, change: &Change) {
+        if let Change::Discarded { route, was_dead } = change {
+            if *was_dead {
+                self.dead = self.dead.saturating_sub(1);
+            } else {
+                self.apply(&Change::Settled(route.clone()));
+            }
+            return;
+        }
         match change {
             Change::Queued(route) | Change::Revived(route) => {
                 *self.queued.entry(route.clone()).or_insert(0) += 1;
@@ -52,11 +65,12 @@ impl OutboxCounts {
                     }
                 }
             }
+            Change::Discarded { .. } => {}
         }
         match change {
             Change::Died(_) => self.dead += 1,
             Change::Revived(_) => self.dead = self.dead.saturating_sub(1),
-            Change::Queued(_) | Change::Settled(_) => {}
+            Change::Queued(_) | Change::Settled(_) | Change::Discarded { .. } => {}
         }
     }
 }

@@ -7,12 +7,14 @@
 //! and go (counted from the file once, at open).
 
 mod counts;
+mod rejections;
 mod sqlite;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 pub use counts::OutboxCounts;
+pub use rejections::{v7_floor, Rejection, RejectionCount, RejectionQuery, RejectionWrite};
 pub use sqlite::SqliteStore;
 
 /// One request waiting for Prefect.
@@ -113,6 +115,24 @@ pub trait Store: Send + Sync {
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The counts, plus the age of the oldest queued entry (one index seek).
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>>;
+    /// Takes a queued or dead entry out of the outbox for good (kept, with the reason, as
+    /// `discarded`); false when there is no such entry.
+    fn discard(&self, id: uuid::Uuid, reason: String) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// A write to the rejection log. Handed to the store when called, like
+    /// `remember_delivery`: the request path does not wait for it.
+    fn write_rejection(&self, write: RejectionWrite) -> BoxFuture<'_, Result<usize, StoreError>>;
+    /// A page of the rejection log, newest first, without headers and bodies.
+    fn list_rejections(
+        &self,
+        query: RejectionQuery,
+    ) -> BoxFuture<'_, Result<Vec<Rejection>, StoreError>>;
+    fn get_rejection(&self, id: uuid::Uuid)
+        -> BoxFuture<'_, Result<Option<Rejection>, StoreError>>;
+    /// Requests per route and code among rejections first seen at or after `since_ms`.
+    fn rejection_counts(
+        &self,
+        since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<RejectionCount>, StoreError>>;
     /// Resolves once everything handed to the store before this call is durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Remembers a delivery id's first answer. The write is handed to the store when this is

@@ -4,6 +4,7 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::super::counts::Change;
+use super::super::rejections::RejectionWrite;
 use super::super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, StoreError};
 use super::Reply;
 
@@ -21,12 +22,23 @@ pub enum Command {
     Prune(i64, usize, Reply<usize>),
     /// Nothing: answered once the commands before it are committed.
     Flush(Reply<()>),
+    Rejection(RejectionWrite, Reply<usize>),
+    /// Takes a queued or dead entry out of the outbox for good, with the reason.
+    Discard(uuid::Uuid, String, Reply<bool>),
 }
 
 impl Command {
     /// Whether no request waits on it (it may linger for the next commit).
     pub fn can_wait(&self) -> bool {
-        matches!(self, Command::Remember(..) | Command::Prune(..))
+        matches!(
+            self,
+            Command::Remember(..)
+                | Command::Prune(..)
+                | Command::Rejection(
+                    RejectionWrite::Insert(_) | RejectionWrite::AddCount { .. },
+                    _
+                )
+        )
     }
 }
 
@@ -137,6 +149,28 @@ pub fn run(
             (Output::Unit, None)
         }
         Command::Flush(_) => (Output::Unit, None),
+        Command::Rejection(w, _) => (Output::Count(super::rejections::write(tx, w)?), None),
+        Command::Discard(id, reason, _) => {
+            let found: Option<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT route, state FROM outbox WHERE id = ?1 AND state IN ('queued', 'dead')",
+                )?
+                .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if found.is_some() {
+                tx.prepare_cached(
+                    "UPDATE outbox SET state = 'discarded', last_error = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id.to_string(), reason])?;
+            }
+            (
+                Output::Flag(found.is_some()),
+                found.map(|(route, state)| Change::Discarded {
+                    route,
+                    was_dead: state == "dead",
+                }),
+            )
+        }
         Command::Prune(before, limit, _) => (
             Output::Count(
                 tx.prepare_cached(
@@ -200,7 +234,11 @@ pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
             Output::Flag(f) => Some(f),
             _ => None,
         }),
-        Command::Prune(_, _, r) => send(r, result, |o| match o {
+        Command::Discard(_, _, r) => send(r, result, |o| match o {
+            Output::Flag(f) => Some(f),
+            _ => None,
+        }),
+        Command::Rejection(_, r) | Command::Prune(_, _, r) => send(r, result, |o| match o {
             Output::Count(n) => Some(n),
             _ => None,
         }),

@@ -4,6 +4,7 @@
 
 mod commands;
 mod reader;
+mod rejections;
 mod schema;
 mod writer;
 
@@ -18,7 +19,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    EntryState, OutboxCounts, OutboxEntry, OutboxStats, RememberedOutcome, Store, StoreError,
+    EntryState, OutboxCounts, OutboxEntry, OutboxStats, Rejection, RejectionCount, RejectionQuery,
+    RejectionWrite, RememberedOutcome, Store, StoreError,
 };
 use commands::Command;
 use writer::Shared;
@@ -75,6 +77,27 @@ impl SqliteStore {
             readers: reader::Readers::new(path.to_path_buf()),
             _checkpoints: stop_checkpoints,
         })
+    }
+
+    /// Like `ask`, but the command is handed to the writer when this is called (when there is
+    /// room), so the caller may drop the future and the write still happens.
+    fn hand_over<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let (reply, committed) = oneshot::channel();
+        match self.commands.try_send(make(reply)) {
+            Ok(()) => async move { committed.await.map_err(|_| StoreError::Stopped)? }.boxed(),
+            Err(mpsc::error::TrySendError::Closed(_)) => async { Err(StoreError::Stopped) }.boxed(),
+            Err(mpsc::error::TrySendError::Full(cmd)) => async move {
+                self.commands
+                    .send(cmd)
+                    .await
+                    .map_err(|_| StoreError::Stopped)?;
+                committed.await.map_err(|_| StoreError::Stopped)?
+            }
+            .boxed(),
+        }
     }
 
     fn ask<T: Send + 'static>(
@@ -164,23 +187,36 @@ impl Store for SqliteStore {
         delivery_id: String,
         outcome: RememberedOutcome,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        // Queued for the writer now (when there is room), so the caller may drop the future.
-        let (reply, committed) = oneshot::channel();
-        match self
-            .commands
-            .try_send(Command::Remember(route, delivery_id, outcome, reply))
-        {
-            Ok(()) => async move { committed.await.map_err(|_| StoreError::Stopped)? }.boxed(),
-            Err(mpsc::error::TrySendError::Closed(_)) => async { Err(StoreError::Stopped) }.boxed(),
-            Err(mpsc::error::TrySendError::Full(cmd)) => async move {
-                self.commands
-                    .send(cmd)
-                    .await
-                    .map_err(|_| StoreError::Stopped)?;
-                committed.await.map_err(|_| StoreError::Stopped)?
-            }
-            .boxed(),
-        }
+        self.hand_over(|r| Command::Remember(route, delivery_id, outcome, r))
+    }
+    fn discard(&self, id: uuid::Uuid, reason: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.ask(move |r| Command::Discard(id, reason, r))
+    }
+    fn write_rejection(&self, write: RejectionWrite) -> BoxFuture<'_, Result<usize, StoreError>> {
+        self.hand_over(|r| Command::Rejection(write, r))
+    }
+    fn list_rejections(
+        &self,
+        query: RejectionQuery,
+    ) -> BoxFuture<'_, Result<Vec<Rejection>, StoreError>> {
+        let page = self.readers.with(|conn| rejections::list(conn, &query));
+        async move { page }.boxed()
+    }
+    fn get_rejection(
+        &self,
+        id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Option<Rejection>, StoreError>> {
+        let found = self.readers.with(|conn| rejections::get(conn, id));
+        async move { found }.boxed()
+    }
+    fn rejection_counts(
+        &self,
+        since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<RejectionCount>, StoreError>> {
+        let counts = self
+            .readers
+            .with(|conn| rejections::counts_since(conn, since_ms));
+        async move { counts }.boxed()
     }
     fn recall_delivery(
         &self,

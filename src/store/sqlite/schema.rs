@@ -57,6 +57,7 @@ pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
          );
          CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(created_at);",
     )?;
+    conn.execute_batch(super::rejections::SCHEMA)?;
     Ok(soft)
 }
 
