@@ -159,7 +159,7 @@ impl GatewayError {
         }
     }
 
-    fn field_errors(&self) -> Option<&[FieldError]> {
+    pub fn field_errors(&self) -> Option<&[FieldError]> {
         match self {
             Self::ValidationFailed(e) | Self::ParametersRejected(e) => Some(e),
             _ => None,

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod prefect;
 pub mod ratelimit;
 pub mod readiness;
+pub mod rejections;
 pub mod request_id;
 pub mod request_log;
 pub mod route_table;

@@ -18,8 +18,8 @@ pub use secrets::{
     PREFECT_AUTH_STRING_ENV,
 };
 pub use settings::{
-    AdminSettings, DeliverySettings, LimitsSettings, LogFormat, PrefectSettings, ServerSettings,
-    Settings, StoreSettings, TelemetrySettings,
+    AdminSettings, DeliverySettings, LimitsSettings, LogFormat, PrefectSettings, RejectionSettings,
+    ServerSettings, Settings, StoreSettings, TelemetrySettings,
 };
 
 use crate::route_table::{compile_routes, parse_network, ConfigIssue, EnvLookup, RouteTable};

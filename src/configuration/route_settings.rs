@@ -51,6 +51,10 @@ pub struct RouteSettings {
     /// Accepted input fields and their rules.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldSettings>,
+    /// Request headers that carry secrets on this route, never stored in the rejection log
+    /// (beyond the built-in ones: credentials, cookies, signatures).
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
 }
 
 /// The rule for one input field.

@@ -28,6 +28,8 @@ pub struct Settings {
     pub store: StoreSettings,
     #[serde(default)]
     pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub rejections: RejectionSettings,
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
@@ -237,6 +239,55 @@ impl Default for StoreSettings {
         Self {
             path: "data/flowgate.db".into(),
             max_size_mb: 1024,
+        }
+    }
+}
+
+/// The rejection log: refused requests kept for ops, with their reason, to replay after a fix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RejectionSettings {
+    /// Whether refused requests are kept at all (counts stay in metrics either way).
+    pub enabled: bool,
+    /// Records kept at most (the oldest go first).
+    pub max_rows: u64,
+    /// Records older than this go.
+    pub retention_hours: u64,
+    /// Bytes of a body kept; a longer body is cut (shown, not replayable).
+    pub max_body_bytes: usize,
+    /// Identical rejections (same client, route and code) within this many seconds of the
+    /// first are counted into its record rather than stored again.
+    pub aggregate_secs: u64,
+    /// New records per second at most; beyond, rejections are counted into one record per
+    /// route and code (client shown as many).
+    pub records_per_sec: u32,
+    /// Body fields shown masked (`j***@example.com`); the stored body stays whole for replay.
+    pub mask_fields: Vec<String>,
+    /// Headers never stored, beyond the built-in ones (Authorization, cookies, signatures,
+    /// tokens, keys) and each route's `secret_headers`.
+    pub secret_headers: Vec<String>,
+}
+
+impl Default for RejectionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_rows: 10_000,
+            retention_hours: 168,
+            max_body_bytes: 65_536,
+            aggregate_secs: 60,
+            records_per_sec: 100,
+            mask_fields: [
+                "email",
+                "phone",
+                "first_name",
+                "last_name",
+                "name",
+                "address",
+            ]
+            .map(String::from)
+            .to_vec(),
+            secret_headers: Vec::new(),
         }
     }
 }

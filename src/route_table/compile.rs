@@ -189,6 +189,11 @@ fn compile_route(
         run_name,
         constants: s.constants.clone(),
         fields,
+        secret_headers: s
+            .secret_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
     })
 }
 

@@ -73,9 +73,16 @@ pub struct Route {
     pub(crate) run_name: Option<RunNameTemplate>,
     pub(crate) constants: BTreeMap<String, Value>,
     pub(crate) fields: Vec<FieldRule>,
+    /// Lower-case header names never stored in the rejection log.
+    pub(crate) secret_headers: Vec<String>,
 }
 
 impl Route {
+    /// Headers of this route that carry secrets (lower case).
+    pub fn secret_headers(&self) -> &[String] {
+        &self.secret_headers
+    }
+
     pub fn name(&self) -> &RouteName {
         &self.name
     }
