@@ -89,6 +89,15 @@ pub enum GatewayError {
     /// 502 `upstream_error`: Prefect answered something flowgate cannot use (e.g. refused its credentials).
     #[error("Prefect gave an unexpected answer")]
     UpstreamError(#[source] Arc<PrefectError>),
+    /// 400 `invalid_query`: an admin filter or cursor that cannot be read.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// 409 `replay_not_allowed`: the request failed authentication; a replay must not launder it.
+    #[error("{0}")]
+    ReplayNotAllowed(String),
+    /// 409 `replay_unavailable`: what a replay needs (the whole body) was not kept.
+    #[error("{0}")]
+    ReplayUnavailable(String),
 }
 
 impl GatewayError {
@@ -116,6 +125,8 @@ impl GatewayError {
             }
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError(_) => StatusCode::BAD_GATEWAY,
+            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::ReplayNotAllowed(_) | Self::ReplayUnavailable(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -144,6 +155,9 @@ impl GatewayError {
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::UpstreamError(_) => "upstream_error",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::ReplayNotAllowed(_) => "replay_not_allowed",
+            Self::ReplayUnavailable(_) => "replay_unavailable",
             Self::StoreUnavailable => "store_unavailable",
         }
     }

@@ -21,6 +21,11 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 pub struct RequestId(String);
 
 impl RequestId {
+    /// A fresh id (a UUIDv7), for work no request started (an admin replay).
+    pub fn fresh() -> Self {
+        Self::new()
+    }
+
     fn new() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
     }

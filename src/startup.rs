@@ -158,7 +158,15 @@ impl Application {
             lines_per_sec: s.telemetry.max_request_lines_per_sec,
         }));
         spawn_log_ticks(request_log.clone().into_inner());
+        let rejections = Arc::new(crate::rejections::RejectionLog::new(
+            store.clone(),
+            s.rejections.clone(),
+        ));
+        rejections.spawn_upkeep();
         let state = web::Data::new(AppState {
+            rejections,
+            store: store.clone(),
+            resolver: resolver.clone(),
             routes: config.routes.clone(),
             deliveries,
             outbox,
@@ -209,6 +217,20 @@ impl Application {
                     "/admin/outbox/{delivery_id}/retry",
                     web::post().to(admin::retry_dead),
                 )
+                .route(
+                    "/admin/outbox/{delivery_id}/discard",
+                    web::post().to(admin::discard),
+                )
+                .route("/admin/rejections", web::get().to(admin::list_rejections))
+                .route(
+                    "/admin/rejections/{id}",
+                    web::get().to(admin::get_rejection),
+                )
+                .route(
+                    "/admin/rejections/{id}/replay",
+                    web::post().to(admin::replay_rejection),
+                )
+                .route("/admin/routes", web::get().to(admin::list_routes))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))

@@ -30,4 +30,10 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     /// How long a sender may take to send the body.
     pub body_timeout: Duration,
+    /// Refused requests, for ops to read and replay.
+    pub rejections: Arc<crate::rejections::RejectionLog>,
+    /// The store itself, for the admin API.
+    pub store: Arc<dyn crate::store::Store>,
+    /// Resolved deployments, for the admin route table.
+    pub resolver: crate::pipeline::resolve::DeploymentResolver,
 }

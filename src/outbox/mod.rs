@@ -56,6 +56,15 @@ impl Outcome {
     }
 
     /// The same outcome, as seen by a repeat of the request.
+    /// The answer's `status` word: created, queued or duplicate.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Created { .. } | Self::Decoy { .. } => "created",
+            Self::Queued { .. } => "queued",
+            Self::DuplicateRun { .. } | Self::DuplicateQueued { .. } => "duplicate",
+        }
+    }
+
     pub fn as_duplicate(self) -> Self {
         match self {
             Self::Created { flow_run_id }

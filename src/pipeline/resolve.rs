@@ -49,3 +49,14 @@ impl DeploymentResolver {
         self.cache.invalidate(name).await;
     }
 }
+
+impl DeploymentResolver {
+    /// The cached id of a deployment, if it is cached (for the admin route table; not counted
+    /// as a lookup).
+    pub async fn cached(&self, name: &DeploymentRef) -> Option<uuid::Uuid> {
+        if !self.cache.contains_key(name) {
+            return None;
+        }
+        self.cache.get(name).await.map(|d| d.id)
+    }
+}

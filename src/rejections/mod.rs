@@ -43,6 +43,8 @@ pub struct Incoming<'a> {
     pub authenticated: bool,
     /// The route's own secret headers.
     pub secret_headers: &'a [String],
+    /// The delivery id of a signed request, once verified.
+    pub delivery_id: Option<&'a str>,
 }
 
 type Key = (Option<IpAddr>, Arc<str>, &'static str);
@@ -171,6 +173,7 @@ impl RejectionLog {
             body_size: body.map_or(0, |b| b.len() as u64),
             authenticated: r.authenticated,
             replayed: None,
+            delivery_id: r.delivery_id.map(str::to_owned),
         }
     }
 

@@ -57,6 +57,7 @@ async fn a_flood_of_identical_rejections_is_one_record_with_the_right_count() {
             body: Some(&body),
             authenticated: true,
             secret_headers: &[],
+            delivery_id: None,
         });
     }
     log.flush();
@@ -96,6 +97,7 @@ async fn many_clients_beyond_the_cap_are_counted_into_one_record_per_route_and_c
             body: None,
             authenticated: false,
             secret_headers: &[],
+            delivery_id: None,
         });
     }
     log.flush();
@@ -124,6 +126,7 @@ async fn rate_limited_requests_are_counted_without_headers_or_body() {
             body: Some(&body),
             authenticated: false,
             secret_headers: &[],
+            delivery_id: None,
         });
     }
     log.flush();

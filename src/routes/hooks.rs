@@ -22,6 +22,7 @@ use crate::pipeline::parse::parse_body;
 use crate::pipeline::ratelimit::{check_client, check_route};
 use crate::pipeline::route::{content_kind, find_route};
 use crate::pipeline::verify::{unix_now, verify};
+use crate::rejections::Incoming;
 use crate::request_id::RequestId;
 use crate::request_log::RequestNote;
 use crate::route_table::{ContentKind, Route};
@@ -42,9 +43,33 @@ pub async fn receive(
         req.headers(),
         &state.trusted_proxies,
     );
-    let mut response = match handle(&req, &route, client, payload, &state, &request_id).await {
+    let mut progress = Progress::default();
+    let handled = handle(
+        &req,
+        &route,
+        client,
+        payload,
+        &state,
+        &request_id,
+        &mut progress,
+    )
+    .await;
+    let mut response = match handled {
         Ok(response) => response,
-        Err(e) => e.with_request_id(&request_id).error_response(),
+        Err(e) => {
+            state.rejections.record(Incoming {
+                route: found.as_ref().map_or(route.as_str(), |r| r.name().as_ref()),
+                client,
+                error: &e,
+                request_id: request_id.as_str(),
+                headers: req.headers(),
+                body: progress.body.as_ref(),
+                authenticated: progress.authenticated,
+                secret_headers: found.as_ref().map_or(&[], |r| r.secret_headers()),
+                delivery_id: progress.delivery_id.as_deref(),
+            });
+            e.with_request_id(&request_id).error_response()
+        }
     };
     cors::decorate(found.as_deref(), req.headers(), &mut response);
     let mut note = response
@@ -69,6 +94,14 @@ pub async fn preflight(
         .unwrap_or_else(|e| e.with_request_id(&request_id).error_response())
 }
 
+/// How far a request got, for the rejection log.
+#[derive(Default)]
+struct Progress {
+    body: Option<Bytes>,
+    authenticated: bool,
+    delivery_id: Option<String>,
+}
+
 async fn handle(
     req: &HttpRequest,
     route_name: &str,
@@ -76,6 +109,7 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
     request_id: &RequestId,
+    progress: &mut Progress,
 ) -> Result<HttpResponse, GatewayError> {
     check_client(state.client_limiter.as_deref(), client)?;
     let route = find_route(&state.routes, route_name)?;
@@ -88,7 +122,9 @@ async fn handle(
         state.body_timeout,
     )
     .await?;
+    progress.body = Some(body.clone());
     let verified = verify(&route, req.headers(), &body, unix_now())?;
+    progress.authenticated = true;
     check_route(&route)?;
     let request = Accepted {
         route: &route,
@@ -97,7 +133,8 @@ async fn handle(
         idempotency_key: idempotency_header(req)?,
         request_id,
     };
-    let run = match delivery_key(&route, &verified, &request.body) {
+    progress.delivery_id = delivery_key(&route, &verified, &request.body);
+    let run = match progress.delivery_id.clone() {
         Some(id) => {
             let first = request.run(state, Some(&id));
             state.deliveries.once(route.name(), &id, first).await?
@@ -105,6 +142,37 @@ async fn handle(
         None => request.run(state, None).await?,
     };
     Ok(answer(run, request_id))
+}
+
+/// Runs a stored request again, from after authentication (an admin replay): parse, rules,
+/// mapping and submit with the current configuration, sharing the original's delivery id.
+pub(crate) async fn replay(
+    state: &AppState,
+    route: &Arc<Route>,
+    content_type: Option<&str>,
+    body: Bytes,
+    idempotency_key: Option<&str>,
+    delivery_id: Option<&str>,
+    request_id: &RequestId,
+) -> Result<Outcome, GatewayError> {
+    let mut headers = actix_web::http::header::HeaderMap::new();
+    if let Some(value) = content_type.and_then(|c| c.parse().ok()) {
+        headers.insert(actix_web::http::header::CONTENT_TYPE, value);
+    }
+    let request = Accepted {
+        route,
+        kind: content_kind(route, &headers)?,
+        body,
+        idempotency_key,
+        request_id,
+    };
+    match delivery_id {
+        Some(id) => {
+            let first = request.run(state, Some(id));
+            state.deliveries.once(route.name(), id, first).await
+        }
+        None => request.run(state, None).await,
+    }
 }
 
 /// A request that passed the wire checks and authentication.
@@ -163,7 +231,7 @@ struct Answer<'a> {
 
 /// 202 `created` (the run exists) or `queued` (on disk, to be delivered); 200 `duplicate`
 /// when this request was answered before.
-fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
+pub(crate) fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
     let (status, word, run, delivery) = match outcome {
         Outcome::Created { flow_run_id } | Outcome::Decoy { flow_run_id } => {
             (StatusCode::ACCEPTED, "created", Some(flow_run_id), None)

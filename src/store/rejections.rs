@@ -28,6 +28,9 @@ pub struct Rejection {
     pub body_size: u64,
     /// The request passed authentication: it may be replayed.
     pub authenticated: bool,
+    /// The partner's delivery id (or body digest) of a signed request: a replay shares the
+    /// original's idempotency, so it and a later redelivery make one run.
+    pub delivery_id: Option<String>,
     /// The last replay: when (unix ms) and what the pipeline answered (code).
     pub replayed: Option<(i64, String)>,
 }

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS rejections (
     body_size INTEGER NOT NULL,
     authenticated INTEGER NOT NULL,
     replayed_ms INTEGER,
-    replay_outcome TEXT
+    replay_outcome TEXT,
+    delivery_id TEXT
 );
 CREATE INDEX IF NOT EXISTS rejections_route ON rejections(route, id);
 CREATE INDEX IF NOT EXISTS rejections_code ON rejections(code, id);
@@ -38,8 +39,8 @@ pub fn write(conn: &Connection, w: &RejectionWrite) -> rusqlite::Result<usize> {
     match w {
         RejectionWrite::Insert(r) => conn
             .prepare_cached(
-                "INSERT OR IGNORE INTO rejections (id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT OR IGNORE INTO rejections (id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated, delivery_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 r.id.to_string(),
@@ -57,6 +58,7 @@ pub fn write(conn: &Connection, w: &RejectionWrite) -> rusqlite::Result<usize> {
                 r.body,
                 r.body_size as i64,
                 r.authenticated,
+                r.delivery_id,
             ]),
         RejectionWrite::AddCount { id, n, last_ms } => conn
             .prepare_cached(
@@ -82,8 +84,8 @@ pub fn write(conn: &Connection, w: &RejectionWrite) -> rusqlite::Result<usize> {
     }
 }
 
-const SUMMARY: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, NULL, NULL, body_size, authenticated, replayed_ms, replay_outcome";
-const FULL: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated, replayed_ms, replay_outcome";
+const SUMMARY: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, NULL, NULL, body_size, authenticated, replayed_ms, replay_outcome, delivery_id";
+const FULL: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated, replayed_ms, replay_outcome, delivery_id";
 
 /// A page, newest first, without headers and bodies.
 pub fn list(conn: &Connection, q: &RejectionQuery) -> rusqlite::Result<Vec<Rejection>> {
@@ -172,5 +174,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Rejection> {
         body_size: r.get::<_, i64>(13)?.max(0) as u64,
         authenticated: r.get(14)?,
         replayed: replayed_ms.zip(replay_outcome),
+        delivery_id: r.get(17)?,
     })
 }

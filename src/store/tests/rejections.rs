@@ -23,6 +23,7 @@ fn rejection(ms: i64, route: &str, code: &str, client: &str) -> Rejection {
         body_size: 13,
         authenticated: true,
         replayed: None,
+        delivery_id: None,
     }
 }
 

@@ -1,0 +1,30 @@
+//! `GET /admin/routes`: the route table with each route's deployment as resolved now.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::Authorized;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn list_routes(
+    auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let _ = &auth;
+    let mut routes = Vec::new();
+    for route in state.routes.iter() {
+        let cached = state.resolver.cached(route.deployment()).await;
+        routes.push(json!({
+                "name": route.name().to_string(),
+                "path": format!("/hooks/{}", route.name()),
+                "deployment": route.deployment().to_string(),
+                "deployment_id": cached,
+                "cache": if cached.is_some() { "resolved" } else { "not_resolved" },
+                "auth": route.auth().kind(),
+                "queue": route.queues(),
+                "queued": state.store.queued(route.name().as_ref()),
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "routes": routes })))
+}
