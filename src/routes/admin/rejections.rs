@@ -194,7 +194,11 @@ pub async fn get_rejection(
     Ok(HttpResponse::Ok().json(detail(&found, &state.rejections.settings().mask_fields)))
 }
 
-async fn load(auth: &Authorized, state: &AppState, id: uuid::Uuid) -> Result<Rejection, ApiError> {
+pub(crate) async fn load(
+    auth: &Authorized,
+    state: &AppState,
+    id: uuid::Uuid,
+) -> Result<Rejection, ApiError> {
     state
         .store
         .get_rejection(id)
@@ -212,26 +216,7 @@ pub async fn replay_rejection(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let record = load(&auth, &state, *id).await?;
-    let response = run_replay(&state, &record, &auth.request_id).await;
-    let outcome = response
-        .as_ref()
-        .map_or_else(|e| e.code(), |(_, word)| *word);
-    if let Err(GatewayError::ReplayNotAllowed(_) | GatewayError::ReplayUnavailable(_)) = &response {
-    } else if let Err(e) = state
-        .store
-        .write_rejection(RejectionWrite::Replayed {
-            id: record.id,
-            at_ms: unix_now_ms(),
-            outcome: outcome.to_owned(),
-        })
-        .await
-    {
-        tracing::warn!(error = %crate::error::error_chain(&e), "cannot note the replay");
-    }
-    let what = format!(
-        "rejection {} ({} on {}) replayed: {outcome}",
-        record.id, record.code, record.route
-    );
+    let (response, what) = replay_and_note(&state, &record, &auth.request_id).await;
     let response = match response {
         Ok((response, _)) => response,
         Err(e) => auth.fail(e).error_response(),
@@ -239,7 +224,42 @@ pub async fn replay_rejection(
     Ok(noted(response, "replayed", &what))
 }
 
-async fn run_replay(
+/// Replays a record and notes the outcome on it (unless the replay was refused); returns the
+/// pipeline's answer (or error) and a line saying what was done, for the admin log.
+pub(crate) async fn replay_and_note(
+    state: &AppState,
+    record: &Rejection,
+    request_id: &RequestId,
+) -> (Result<(HttpResponse, &'static str), GatewayError>, String) {
+    let response = run_replay(state, record, request_id).await;
+    let outcome = response
+        .as_ref()
+        .map_or_else(|e| e.code(), |(_, word)| *word);
+    let refused = matches!(
+        &response,
+        Err(GatewayError::ReplayNotAllowed(_) | GatewayError::ReplayUnavailable(_))
+    );
+    if !refused {
+        if let Err(e) = state
+            .store
+            .write_rejection(RejectionWrite::Replayed {
+                id: record.id,
+                at_ms: unix_now_ms(),
+                outcome: outcome.to_owned(),
+            })
+            .await
+        {
+            tracing::warn!(error = %crate::error::error_chain(&e), "cannot note the replay");
+        }
+    }
+    let what = format!(
+        "rejection {} ({} on {}) replayed: {outcome}",
+        record.id, record.code, record.route
+    );
+    (response, what)
+}
+
+pub(crate) async fn run_replay(
     state: &AppState,
     record: &Rejection,
     request_id: &RequestId,
