@@ -171,6 +171,7 @@ impl RejectionLog {
             headers,
             body: body.map(|b| b[..b.len().min(self.settings.max_body_bytes)].to_vec()),
             body_size: body.map_or(0, |b| b.len() as u64),
+            body_kept: body.is_some_and(|b| b.len() <= self.settings.max_body_bytes),
             authenticated: r.authenticated,
             replayed: None,
             delivery_id: r.delivery_id.map(str::to_owned),

@@ -26,6 +26,8 @@ pub struct Rejection {
     pub body: Option<Vec<u8>>,
     /// The size of the body as received (larger than `body` when it was cut).
     pub body_size: u64,
+    /// The whole body is stored (also known in lists, which carry no bodies).
+    pub body_kept: bool,
     /// The request passed authentication: it may be replayed.
     pub authenticated: bool,
     /// The partner's delivery id (or body digest) of a signed request: a replay shares the
@@ -38,9 +40,7 @@ pub struct Rejection {
 impl Rejection {
     /// The body was kept whole.
     pub fn body_complete(&self) -> bool {
-        self.body
-            .as_ref()
-            .is_some_and(|b| b.len() as u64 == self.body_size)
+        self.body_kept
     }
 }
 

@@ -254,6 +254,11 @@ pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> Tes
     start(config)
 }
 
+/// Starts the app from a configuration built by the test.
+pub fn start_config(config: Configuration) -> TestApp {
+    start(config)
+}
+
 fn start(mut config: Configuration) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     if config.settings.store.path == flowgate::configuration::StoreSettings::default().path {

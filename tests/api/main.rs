@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod abuse;
+mod admin_api;
 mod auth;
 mod burst;
 mod check_config;
@@ -15,6 +16,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod logs;
+mod metrics;
 mod outbox;
 mod real_prefect;
 mod rejections;

@@ -169,6 +169,7 @@ pub async fn list_rejections(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = params.query().map_err(|e| auth.fail(e))?;
+    settle(&state).await;
     let limit = query.limit;
     let page = state
         .store
@@ -194,11 +195,21 @@ pub async fn get_rejection(
     Ok(HttpResponse::Ok().json(detail(&found, &state.rejections.settings().mask_fields)))
 }
 
+/// Makes the rejection log current before a read: counts gathered in memory are written, and
+/// what the request path handed to the store without waiting is committed (milliseconds).
+pub(crate) async fn settle(state: &AppState) {
+    state.rejections.flush();
+    if let Err(e) = state.store.flush().await {
+        tracing::warn!(error = %crate::error::error_chain(&e), "cannot flush the store");
+    }
+}
+
 pub(crate) async fn load(
     auth: &Authorized,
     state: &AppState,
     id: uuid::Uuid,
 ) -> Result<Rejection, ApiError> {
+    settle(state).await;
     state
         .store
         .get_rejection(id)

@@ -84,8 +84,8 @@ pub fn write(conn: &Connection, w: &RejectionWrite) -> rusqlite::Result<usize> {
     }
 }
 
-const SUMMARY: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, NULL, NULL, body_size, authenticated, replayed_ms, replay_outcome, delivery_id";
-const FULL: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated, replayed_ms, replay_outcome, delivery_id";
+const SUMMARY: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, NULL, NULL, body_size, authenticated, replayed_ms, replay_outcome, delivery_id, (body IS NOT NULL AND length(body) = body_size)";
+const FULL: &str = "id, first_ms, last_ms, count, route, client, status, code, detail, field_errors, request_id, headers, body, body_size, authenticated, replayed_ms, replay_outcome, delivery_id, (body IS NOT NULL AND length(body) = body_size)";
 
 /// A page, newest first, without headers and bodies.
 pub fn list(conn: &Connection, q: &RejectionQuery) -> rusqlite::Result<Vec<Rejection>> {
@@ -175,5 +175,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Rejection> {
         authenticated: r.get(14)?,
         replayed: replayed_ms.zip(replay_outcome),
         delivery_id: r.get(17)?,
+        body_kept: r.get(18)?,
     })
 }

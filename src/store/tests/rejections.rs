@@ -21,6 +21,7 @@ fn rejection(ms: i64, route: &str, code: &str, client: &str) -> Rejection {
         headers: vec![("content-type".into(), "application/json".into())],
         body: Some(br#"{"email":"x"}"#.to_vec()),
         body_size: 13,
+        body_kept: true,
         authenticated: true,
         replayed: None,
         delivery_id: None,
