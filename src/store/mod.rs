@@ -63,6 +63,26 @@ pub struct OutboxStats {
     pub oldest_queued_age_secs: u64,
 }
 
+/// Where a delivery id stands, for the delivery status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: uuid::Uuid,
+    /// `queued`, `dead`, `discarded` or `delivered`.
+    pub state: String,
+    pub route: String,
+    pub deployment: String,
+    /// Attempts made (for a delivered entry, including the one that made the run).
+    pub attempts: u32,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Queued: when the next attempt is due.
+    pub next_attempt_at: Option<i64>,
+    /// Queued: the last failure; dead and discarded: the reason.
+    pub last_error: Option<String>,
+    pub flow_run_id: Option<uuid::Uuid>,
+    pub delivered_at: Option<i64>,
+}
+
 /// The first answer given for a partner's delivery id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RememberedOutcome {
@@ -133,6 +153,9 @@ pub trait Store: Send + Sync {
         &self,
         since_ms: i64,
     ) -> BoxFuture<'_, Result<Vec<RejectionCount>, StoreError>>;
+    /// Where a delivery id stands (an outbox entry, or a delivered one within the delivery
+    /// memory's retention); `None` when unknown.
+    fn delivery(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<Delivery>, StoreError>>;
     /// Resolves once everything handed to the store before this call is durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Remembers a delivery id's first answer. The write is handed to the store when this is

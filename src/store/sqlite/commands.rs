@@ -88,11 +88,22 @@ pub fn run(
         Command::Delivered(id, run, _) => {
             // The run exists in Prefect: the entry has served its purpose and frees its space.
             tracing::debug!(delivery_id = %id, flow_run_id = %run, "outbox entry delivered");
-            let gone: Option<(String, String)> = tx
-                .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING route, state")?
-                .query_row(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            let gone: Option<(String, String, String, i64, i64)> = tx
+                .prepare_cached(
+                    "DELETE FROM outbox WHERE id = ?1 RETURNING route, state, deployment, attempts, created_at",
+                )?
+                .query_row(params![id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .optional()?;
-            let change = gone.and_then(|(route, state)| {
+            // What the delivery became stays readable (delivery status) for a while.
+            if let Some((route, _, deployment, attempts, created_at)) = &gone {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO delivered (id, route, deployment, flow_run_id, attempts, created_at, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5 + 1, ?6, unixepoch())",
+                )?
+                .execute(params![id.to_string(), route, deployment, run.to_string(), attempts, created_at])?;
+            }
+            let change = gone.and_then(|(route, state, ..)| {
                 (state == EntryState::Queued.as_str()).then_some(Change::Settled(route))
             });
             (Output::Unit, change)
@@ -176,7 +187,12 @@ pub fn run(
                 tx.prepare_cached(
                     "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
                 )?
-                .execute(params![before, *limit as i64])?,
+                .execute(params![before, *limit as i64])?
+                    + tx
+                        .prepare_cached(
+                            "DELETE FROM delivered WHERE rowid IN (SELECT rowid FROM delivered WHERE delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)",
+                        )?
+                        .execute(params![before, *limit as i64])?,
             ),
             None,
         ),
@@ -331,4 +347,53 @@ pub fn stats(queued: u64, dead: u64, oldest: Option<i64>, now: i64) -> OutboxSta
         dead,
         oldest_queued_age_secs: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
     }
+}
+
+/// Where a delivery id stands: in the outbox (queued, dead, discarded) or delivered.
+pub fn delivery(
+    conn: &rusqlite::Connection,
+    id: uuid::Uuid,
+) -> rusqlite::Result<Option<super::super::Delivery>> {
+    use super::super::Delivery;
+    let text = id.to_string();
+    let waiting = conn
+        .prepare_cached(
+            "SELECT state, route, deployment, attempts, created_at, next_attempt_at, last_error FROM outbox WHERE id = ?1",
+        )?
+        .query_row(params![text], |r| {
+            Ok(Delivery {
+                id,
+                state: r.get(0)?,
+                route: r.get(1)?,
+                deployment: r.get(2)?,
+                attempts: r.get::<_, i64>(3)?.max(0) as u32,
+                created_at: r.get(4)?,
+                next_attempt_at: Some(r.get(5)?),
+                last_error: Some(r.get::<_, String>(6)?).filter(|e| !e.is_empty()),
+                flow_run_id: None,
+                delivered_at: None,
+            })
+        })
+        .optional()?;
+    if waiting.is_some() {
+        return Ok(waiting);
+    }
+    conn.prepare_cached(
+        "SELECT route, deployment, flow_run_id, attempts, created_at, delivered_at FROM delivered WHERE id = ?1",
+    )?
+    .query_row(params![text], |r| {
+        Ok(Delivery {
+            id,
+            state: "delivered".into(),
+            route: r.get(0)?,
+            deployment: r.get(1)?,
+            flow_run_id: uuid::Uuid::parse_str(&r.get::<_, String>(2)?).ok(),
+            attempts: r.get::<_, i64>(3)?.max(0) as u32,
+            created_at: r.get(4)?,
+            delivered_at: Some(r.get(5)?),
+            next_attempt_at: None,
+            last_error: None,
+        })
+    })
+    .optional()
 }

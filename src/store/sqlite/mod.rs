@@ -19,8 +19,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    EntryState, OutboxCounts, OutboxEntry, OutboxStats, Rejection, RejectionCount, RejectionQuery,
-    RejectionWrite, RememberedOutcome, Store, StoreError,
+    Delivery, EntryState, OutboxCounts, OutboxEntry, OutboxStats, Rejection, RejectionCount,
+    RejectionQuery, RejectionWrite, RememberedOutcome, Store, StoreError,
 };
 use commands::Command;
 use writer::Shared;
@@ -177,6 +177,10 @@ impl Store for SqliteStore {
             ))
         }
         .boxed()
+    }
+    fn delivery(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<Delivery>, StoreError>> {
+        let found = self.readers.with(|conn| commands::delivery(conn, id));
+        async move { found }.boxed()
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.ask(Command::Flush)

@@ -58,6 +58,19 @@ pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
          CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(created_at);",
     )?;
     conn.execute_batch(super::rejections::SCHEMA)?;
+    conn.execute_batch(
+        "-- Delivered outbox entries: delivery id → flow run, for the delivery status API.
+         CREATE TABLE IF NOT EXISTS delivered (
+            id TEXT PRIMARY KEY,
+            route TEXT NOT NULL,
+            deployment TEXT NOT NULL,
+            flow_run_id TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            delivered_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS delivered_age ON delivered(delivered_at);",
+    )?;
     Ok(soft)
 }
 

@@ -287,4 +287,5 @@ async fn a_delivery_id_is_written_without_waiting_and_durable_after_a_flush() {
         Some(RememberedOutcome::Run(id))
     );
 }
+mod deliveries;
 mod rejections;
