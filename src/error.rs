@@ -89,6 +89,9 @@ pub enum GatewayError {
     /// 502 `upstream_error`: Prefect answered something flowgate cannot use (e.g. refused its credentials).
     #[error("Prefect gave an unexpected answer")]
     UpstreamError(#[source] Arc<PrefectError>),
+    /// 403 `forbidden`: the API token may not use this deployment or lacks the scope.
+    #[error("{0}")]
+    Forbidden(String),
     /// 400 `invalid_query`: an admin filter or cursor that cannot be read.
     #[error("{0}")]
     InvalidQuery(String),
@@ -126,6 +129,7 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError(_) => StatusCode::BAD_GATEWAY,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::ReplayNotAllowed(_) | Self::ReplayUnavailable(_) => StatusCode::CONFLICT,
         }
     }
@@ -156,6 +160,7 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::UpstreamError(_) => "upstream_error",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::Forbidden(_) => "forbidden",
             Self::ReplayNotAllowed(_) => "replay_not_allowed",
             Self::ReplayUnavailable(_) => "replay_unavailable",
             Self::StoreUnavailable => "store_unavailable",

@@ -4,6 +4,7 @@
 //! `README.md` for the operator's view and `config/default.toml` for every setting.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod breaker;
 pub mod configuration;
 pub mod deliverer;
@@ -27,3 +28,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod timefmt;

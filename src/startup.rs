@@ -164,6 +164,7 @@ impl Application {
         ));
         rejections.spawn_upkeep();
         let state = web::Data::new(AppState {
+            api_tokens: config.api_tokens.clone(),
             rejections,
             store: store.clone(),
             resolver: resolver.clone(),
@@ -231,6 +232,14 @@ impl Application {
                     web::post().to(admin::replay_rejection),
                 )
                 .route("/admin/routes", web::get().to(admin::list_routes))
+                .route(
+                    "/api/v1/deployments/{flow}/{deployment}/runs",
+                    web::post().to(crate::api::trigger::trigger),
+                )
+                .route(
+                    "/api/v1/deliveries/{delivery_id}",
+                    web::get().to(crate::api::deliveries::delivery),
+                )
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))

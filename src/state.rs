@@ -34,6 +34,8 @@ pub struct AppState {
     pub rejections: Arc<crate::rejections::RejectionLog>,
     /// The store itself, for the admin API.
     pub store: Arc<dyn crate::store::Store>,
+    /// Tokens of the internal API (`/api/v1`).
+    pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
     /// Resolved deployments, for the admin route table.
     pub resolver: crate::pipeline::resolve::DeploymentResolver,
 }

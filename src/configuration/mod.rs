@@ -18,8 +18,8 @@ pub use secrets::{
     PREFECT_AUTH_STRING_ENV,
 };
 pub use settings::{
-    AdminSettings, DeliverySettings, LimitsSettings, LogFormat, PrefectSettings, RejectionSettings,
-    ServerSettings, Settings, StoreSettings, TelemetrySettings,
+    AdminSettings, ApiSettings, ApiTokenSettings, DeliverySettings, LimitsSettings, LogFormat,
+    PrefectSettings, RejectionSettings, ServerSettings, Settings, StoreSettings, TelemetrySettings,
 };
 
 use crate::route_table::{compile_routes, parse_network, ConfigIssue, EnvLookup, RouteTable};
@@ -38,6 +38,8 @@ pub struct Configuration {
     pub prefect_auth: PrefectAuth,
     /// Bearer token for `/admin/…` on the admin listener; `None` disables those endpoints.
     pub admin_token: Option<secrecy::SecretString>,
+    /// Tokens of the internal API (`/api/v1`); empty turns it off.
+    pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,14 +115,22 @@ impl Configuration {
                 None
             }
         };
+        let api_tokens = match crate::api::tokens::ApiTokens::compile(&settings.api.tokens, env) {
+            Ok(tokens) => Some(tokens),
+            Err(token_issues) => {
+                issues.extend(token_issues);
+                None
+            }
+        };
         let prefect_url = parse_api_url(&settings.prefect.api_url, &mut issues);
-        match (routes, prefect_url) {
-            (Some(routes), Some(prefect_url)) if issues.is_empty() => Ok(Self {
+        match (routes, prefect_url, api_tokens) {
+            (Some(routes), Some(prefect_url), Some(api_tokens)) if issues.is_empty() => Ok(Self {
                 settings,
                 routes: Arc::new(routes),
                 prefect_url,
                 prefect_auth,
                 admin_token: None,
+                api_tokens: Arc::new(api_tokens),
             }),
             _ => Err(ConfigError::Invalid(issues)),
         }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     #[serde(default)]
     pub rejections: RejectionSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
@@ -241,6 +243,30 @@ impl Default for StoreSettings {
             max_size_mb: 1024,
         }
     }
+}
+
+/// The internal API under `/api/v1`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Bearer tokens; none with a secret set turns the API off (404).
+    pub tokens: Vec<ApiTokenSettings>,
+}
+
+/// One API token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenSettings {
+    /// Shown in logs and errors (never the secret).
+    pub name: String,
+    /// Environment variable holding the secret; `{env}_FILE` may name a file instead.
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline ignored).
+    pub file: Option<String>,
+    /// `flow/deployment`, `flow/*` or `*`.
+    pub deployments: Vec<String>,
+    /// trigger, read, cancel, manage.
+    pub scopes: Vec<String>,
 }
 
 /// The rejection log: refused requests kept for ops, with their reason, to replay after a fix.

@@ -78,6 +78,32 @@ pub struct Route {
 }
 
 impl Route {
+    /// The route of the internal API's triggers: no fields of its own (the parameters are the
+    /// caller's, checked against the deployment's published schema at dispatch), JSON, queued
+    /// when Prefect cannot take a run now. `name` keys its share of the outbox and its
+    /// idempotency namespace.
+    pub fn for_api(name: RouteName, deployment: DeploymentRef, max_body_bytes: usize) -> Self {
+        Self {
+            name,
+            deployment,
+            auth: RouteAuth::None,
+            allow_ips: Vec::new(),
+            limiter: None,
+            cors: None,
+            honeypot: None,
+            queue: true,
+            share: 1,
+            content_types: vec![ContentKind::Json],
+            unknown_fields: UnknownFields::Drop,
+            max_body_bytes,
+            tags: Vec::new(),
+            run_name: None,
+            constants: BTreeMap::new(),
+            fields: Vec::new(),
+            secret_headers: Vec::new(),
+        }
+    }
+
     /// Headers of this route that carry secrets (lower case).
     pub fn secret_headers(&self) -> &[String] {
         &self.secret_headers

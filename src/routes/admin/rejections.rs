@@ -1,7 +1,7 @@
 //! `/admin/rejections`: refused requests with their reason, newest first, filtered and paged;
 //! one in full (secrets never stored, configured fields masked); a replay after a fix.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -91,10 +91,7 @@ fn parse_time(name: &str, raw: &str) -> Result<i64, GatewayError> {
         })
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub use crate::timefmt::rfc3339_ms as rfc3339;
 
 /// Why a record cannot be replayed, if it cannot.
 pub fn replay_refusal(r: &Rejection) -> Option<GatewayError> {

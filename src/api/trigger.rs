@@ -1,0 +1,141 @@
+//! `POST /api/v1/deployments/{flow}/{deployment}/runs`: start a run of any deployment by name,
+//! through the webhooks' path (the deployment's schema checked at the edge, load leveling, the
+//! outbox when Prefect cannot take it, idempotency through Prefect). No route configuration
+//! per deployment.
+
+use std::sync::Arc;
+
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::tokens::Scope;
+use crate::domain::{DeploymentRef, FieldError, IdempotencyKey, RouteName};
+use crate::error::GatewayError;
+use crate::pipeline::map::FlowRunPlan;
+use crate::request_id::RequestId;
+use crate::route_table::Route;
+use crate::routes::hooks::{answer, IDEMPOTENCY_KEY_HEADER};
+use crate::state::AppState;
+
+/// The outbox share and idempotency namespace of API triggers.
+pub const API_ROUTE: &str = "api";
+/// Largest trigger body.
+const MAX_BODY: usize = 256 * 1024;
+/// Most tags, and longest tag and run name.
+const MAX_TAGS: usize = 50;
+const MAX_TEXT: usize = 200;
+
+/// The trigger's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// Flow parameters, by name.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The flow run's name (Prefect picks one when absent).
+    pub name: Option<String>,
+}
+
+pub async fn trigger(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: Bytes,
+    state: web::Data<AppState>,
+    request_id: RequestId,
+) -> HttpResponse {
+    match run(&req, &path, &body, &state, &request_id).await {
+        Ok(response) => response,
+        Err(e) => e.with_request_id(&request_id).error_response(),
+    }
+}
+
+async fn run(
+    req: &HttpRequest,
+    (flow, deployment): &(String, String),
+    body: &[u8],
+    state: &AppState,
+    request_id: &RequestId,
+) -> Result<HttpResponse, GatewayError> {
+    let token = state.api_tokens.authenticate(req.headers())?;
+    let target = DeploymentRef::parse(&format!("{flow}/{deployment}"))
+        .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))?;
+    token.allow(&target, Scope::Trigger)?;
+    if body.len() > MAX_BODY {
+        return Err(GatewayError::PayloadTooLarge { limit: MAX_BODY });
+    }
+    let input = parse(body)?;
+    let route = Arc::new(Route::for_api(
+        RouteName::parse(API_ROUTE).map_err(|e| GatewayError::InvalidQuery(e.to_string()))?,
+        target,
+        MAX_BODY,
+    ));
+    let idempotency_key = match req.headers().get(IDEMPOTENCY_KEY_HEADER) {
+        Some(v) => IdempotencyKey::from_header(
+            v.to_str()
+                .map_err(|_| crate::domain::IdempotencyKeyError::InvalidCharacter)?,
+        )?,
+        // Without a key every trigger is a new run (the key still covers this request's retries).
+        None => IdempotencyKey::from_delivery(request_id.as_str()),
+    };
+    let plan = FlowRunPlan {
+        route,
+        parameters: input.parameters,
+        tags: input.tags,
+        name: input.name,
+        idempotency_key,
+    };
+    let outcome = state.submitter.submit(&plan, true).await?;
+    Ok(answer(outcome, request_id))
+}
+
+/// The body: `{}` or empty means no parameters; field errors name what is wrong.
+fn parse(body: &[u8]) -> Result<TriggerBody, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TriggerBody::default());
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let parsed: TriggerBody = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            GatewayError::ValidationFailed(vec![FieldError::new(path, inner.to_string())])
+        } else {
+            GatewayError::MalformedBody(format!(
+                "expected {{\"parameters\": {{…}}, \"tags\": […], \"name\": \"…\"}}: {inner}"
+            ))
+        }
+    })?;
+    let mut errors = Vec::new();
+    if parsed.tags.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    if parsed
+        .tags
+        .iter()
+        .any(|t| t.is_empty() || t.chars().count() > MAX_TEXT)
+    {
+        errors.push(FieldError::new(
+            "tags",
+            format!("each tag 1 to {MAX_TEXT} characters"),
+        ));
+    }
+    if parsed
+        .name
+        .as_ref()
+        .is_some_and(|n| n.is_empty() || n.chars().count() > MAX_TEXT)
+    {
+        errors.push(FieldError::new(
+            "name",
+            format!("1 to {MAX_TEXT} characters"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(GatewayError::ValidationFailed(errors))
+    }
+}
