@@ -203,6 +203,7 @@ impl Application {
         }));
         let admin_only = web::Data::new(AdminPort(admin_port));
         let admin_token = web::Data::new(admin::AdminToken(config.admin_token.clone()));
+        let ops_sessions = web::Data::new(crate::routes::ops::Sessions::default());
         // One server for both listeners: one signal handler, one graceful drain. `/metrics`
         // answers only on the admin listener's port.
         let mut http = HttpServer::new(move || {
@@ -232,6 +233,7 @@ impl Application {
                     web::post().to(admin::replay_rejection),
                 )
                 .route("/admin/routes", web::get().to(admin::list_routes))
+                .configure(crate::routes::ops::configure(ops_sessions.clone()))
                 .route(
                     "/api/v1/deployments/{flow}/{deployment}/runs",
                     web::post().to(crate::api::trigger::trigger),

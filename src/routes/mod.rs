@@ -4,3 +4,4 @@ pub mod admin;
 pub mod fallback;
 pub mod health;
 pub mod hooks;
+pub mod ops;

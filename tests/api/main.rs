@@ -17,6 +17,7 @@ mod health;
 mod helpers;
 mod logs;
 mod metrics;
+mod ops_page;
 mod outbox;
 mod real_prefect;
 mod rejections;

@@ -3,7 +3,7 @@
 //! the outbox, the route table.
 
 mod outbox;
-mod rejections;
+pub(crate) mod rejections;
 mod route_table;
 
 pub use outbox::{discard, list_outbox, retry_dead};
