@@ -1,6 +1,7 @@
 //! Prometheus metrics, served on the admin listener at `/metrics`. Gauges read live values at
 //! scrape time, so what they show is what the gateway holds right now.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,16 +12,38 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::breaker::Breaker;
 use crate::deliverer::DrainMeter;
+use crate::pipeline::resolve::CacheMetrics;
 use crate::pipeline::verify::unix_now;
-use crate::prefect::ConcurrencyLimit;
+use crate::prefect::{ConcurrencyLimit, PrefectMetrics};
 use crate::ratelimit::KeyedLimiter;
-use crate::request_log::RequestLabels;
+use crate::request_log::{RequestLabels, RouteLabels};
 use crate::route_table::RouteTable;
 use crate::store::Store;
+
+/// Upper bounds (seconds) of the latency histograms: 1 ms to 10 s, about 2.5x apart. A request
+/// answered from memory lands in the first buckets; one that waits out Prefect's timeout, in
+/// the last.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram with [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Latency histograms by a label set.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// An empty family of latency histograms.
+pub fn histogram_family<L: Clone + Eq + Hash>() -> HistogramFamily<L> {
+    Family::new_with_constructor(latency_histogram)
+}
 
 /// What the gauges read from.
 pub struct Sources {
@@ -34,6 +57,14 @@ pub struct Sources {
     pub requests: Family<RequestLabels, Counter>,
     /// Request lines the log budget left out.
     pub log_suppressed: Counter,
+    /// Request latency by route (from the request middleware).
+    pub request_duration: HistogramFamily<RouteLabels>,
+    /// Answered 4xx requests by route and error code (from the request log).
+    pub rejections: Family<RequestLabels, Counter>,
+    /// Calls to Prefect by call and outcome, and their latency (from the Prefect client).
+    pub prefect_calls: PrefectMetrics,
+    /// Deployment lookups answered from the cache, and those that were not.
+    pub deployment_cache: CacheMetrics,
 }
 
 pub struct Metrics {
@@ -107,9 +138,46 @@ impl Metrics {
             sources.log_suppressed.clone(),
         );
         registry.register(
+            "rejections",
+            "Requests answered with a 4xx, by configured route (- for none) and error code",
+            sources.rejections.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response, by configured route (- for none)",
+            sources.request_duration.clone(),
+        );
+        registry.register(
+            "prefect_requests",
+            "Calls sent to Prefect, by call (read_deployment, create_flow_run, health) and \
+             outcome (ok, not_found, rejected, unauthorized, overloaded, unreachable, error)",
+            sources.prefect_calls.requests.clone(),
+        );
+        registry.register(
+            "prefect_request_duration_seconds",
+            "Time from sending a call to Prefect to its answer's status, by call",
+            sources.prefect_calls.duration.clone(),
+        );
+        registry.register(
+            "deployment_cache_hits",
+            "Deployment lookups answered from the cache",
+            sources.deployment_cache.hits.clone(),
+        );
+        registry.register(
+            "deployment_cache_misses",
+            "Deployment lookups not in the cache (read from Prefect)",
+            sources.deployment_cache.misses.clone(),
+        );
+        registry.register(
             "outbox_attempts",
             "Delivery attempts made by the deliverer since start",
             sources.meter.attempts_counter(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Outbox entries the deliverer took up, by outcome (delivered, busy, overloaded, \
+             unreachable, missing, failing, refused; dead: given up without an attempt)",
+            sources.meter.outcomes(),
         );
         registry.register(
             "outbox_delivered",

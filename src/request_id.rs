@@ -62,7 +62,8 @@ impl FromRequest for RequestId {
 }
 
 /// Middleware: assigns the id, wraps the request in a span (for the inner stages' debug
-/// lines), sets the header, and writes the request's one line within the log budget.
+/// lines), sets the header, times the request by route, and writes the request's one line
+/// within the log budget.
 pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -90,7 +91,11 @@ pub async fn request_id_middleware(
         .get::<RequestNote>()
         .cloned()
         .unwrap_or_else(|| RequestNote::code("-"));
-    let write = log.is_none_or(|log| log.admit(status, &note, unix_now_ms()));
+    let elapsed = started.elapsed();
+    let write = log.is_none_or(|log| {
+        log.observe(&note, elapsed.as_secs_f64());
+        log.admit(status, &note, unix_now_ms())
+    });
     if write {
         write_line(
             id.as_str(),
@@ -98,7 +103,7 @@ pub async fn request_id_middleware(
             &path,
             status,
             &note,
-            started.elapsed().as_millis() as u64,
+            elapsed.as_millis() as u64,
         );
     }
     Ok(response)

@@ -2,7 +2,7 @@
 //! handler noted, with nothing a sender controls beyond a bounded, validated value. Rejections
 //! are sampled per (client, route, code) each minute, and every request line counts against a
 //! global rate; what is left out is counted (a metric, and one summary line a minute).
-//! Counts per route and outcome go to metrics, not to the log.
+//! Counts per route and outcome, and the latency per route, go to metrics, not to the log.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+
+use crate::metrics::{histogram_family, HistogramFamily};
 
 /// Rejection keys tracked per minute; beyond this, new keys share one budget.
 const MAX_KEYS: usize = 10_000;
@@ -51,10 +53,18 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// A request's labels: the configured route (`-` for none) and the outcome or error code.
+/// Both are shared or static, so counting a request allocates nothing once its series exists.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
-    pub code: String,
+    pub route: Arc<str>,
+    pub code: &'static str,
+}
+
+/// The configured route (`-` for none).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: Arc<str>,
 }
 
 /// How many lines may be written.
@@ -78,12 +88,20 @@ struct Window {
     suppressed: u64,
 }
 
-/// Decides which request lines are written; counts requests and suppressed lines.
+/// Decides which request lines are written; counts requests, rejections and suppressed lines,
+/// and times requests.
 #[derive(Debug)]
 pub struct RequestLog {
     budget: LogBudget,
     window: Mutex<Window>,
+    /// The route label of requests no configured route answered.
+    no_route: Arc<str>,
+    /// Every answered request, by route and outcome or error code.
     pub requests: Family<RequestLabels, Counter>,
+    /// Answered 4xx requests, by route and error code.
+    pub rejections: Family<RequestLabels, Counter>,
+    /// Seconds from the request's arrival to its response, by route.
+    pub duration: HistogramFamily<RouteLabels>,
     pub suppressed: Counter,
 }
 
@@ -92,20 +110,38 @@ impl RequestLog {
         Self {
             budget,
             window: Mutex::default(),
+            no_route: Arc::from("-"),
             requests: Family::default(),
+            rejections: Family::default(),
+            duration: histogram_family(),
             suppressed: Counter::default(),
         }
     }
 
+    fn route_of(&self, note: &RequestNote) -> Arc<str> {
+        note.route.clone().unwrap_or_else(|| self.no_route.clone())
+    }
+
+    /// Times the request under its route.
+    pub fn observe(&self, note: &RequestNote, seconds: f64) {
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: self.route_of(note),
+            })
+            .observe(seconds);
+    }
+
     /// Counts the request and says whether its line is written. `now_ms`: unix milliseconds.
     pub fn admit(&self, status: u16, note: &RequestNote, now_ms: i64) -> bool {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: note.route.as_deref().unwrap_or("-").to_owned(),
-                code: note.code.to_owned(),
-            })
-            .inc();
+        let labels = RequestLabels {
+            route: self.route_of(note),
+            code: note.code,
+        };
+        self.requests.get_or_create(&labels).inc();
         let rejection = (400..500).contains(&status);
+        if rejection {
+            self.rejections.get_or_create(&labels).inc();
+        }
         let (admitted, summary) = {
             let mut w = self.window();
             let summary = roll(&mut w, now_ms.div_euclid(60_000));
@@ -250,10 +286,66 @@ mod tests {
             .requests
             .get_or_create(&RequestLabels {
                 route: "site".into(),
-                code: "validation_failed".into(),
+                code: "validation_failed",
             })
             .get();
         assert_eq!(counted, 102, "every request is counted, written or not");
+    }
+
+    #[test]
+    fn rejections_are_counted_by_route_and_code_and_requests_timed_by_route() {
+        let log = RequestLog::new(LogBudget {
+            rejections_per_key: 1,
+            rejections_per_sec: 1,
+            lines_per_sec: 1,
+        });
+        for _ in 0..3 {
+            log.admit(422, &note(1, "validation_failed"), 0);
+        }
+        log.admit(404, &RequestNote::code("unknown_route"), 0);
+        log.admit(202, &note(1, "created"), 0);
+        log.admit(503, &note(1, "upstream_unavailable"), 0);
+        let rejected = |route: &str, code: &'static str| {
+            log.rejections
+                .get(&RequestLabels {
+                    route: route.into(),
+                    code,
+                })
+                .map(|c| c.get())
+        };
+        assert_eq!(
+            rejected("site", "validation_failed"),
+            Some(3),
+            "sampled lines, all counted"
+        );
+        assert_eq!(
+            rejected("-", "unknown_route"),
+            Some(1),
+            "no configured route"
+        );
+        assert_eq!(rejected("site", "created"), None, "accepted");
+        assert_eq!(
+            rejected("site", "upstream_unavailable"),
+            None,
+            "a 5xx is no rejection"
+        );
+
+        log.observe(&note(1, "created"), 0.004);
+        log.observe(&note(1, "created"), 0.2);
+        log.observe(&RequestNote::code("-"), 0.001);
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("d_seconds", "", log.duration.clone());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("d_seconds_count{route=\"site\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("d_seconds_count{route=\"-\"} 1\n"), "{text}");
+        assert!(
+            text.contains("d_seconds_bucket{le=\"0.005\",route=\"site\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -200,6 +200,10 @@ impl Application {
             meter,
             requests: request_log.requests.clone(),
             log_suppressed: request_log.suppressed.clone(),
+            request_duration: request_log.duration.clone(),
+            rejections: request_log.rejections.clone(),
+            prefect_calls: prefect.metrics().clone(),
+            deployment_cache: resolver.cache_metrics().clone(),
         }));
         let admin_only = web::Data::new(AdminPort(admin_port));
         let admin_token = web::Data::new(admin::AdminToken(config.admin_token.clone()));

@@ -23,7 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use pace::Pacer;
-pub use rate::DrainMeter;
+pub use rate::{DrainMeter, Outcome, OutcomeLabels};
 use schedule::Schedule;
 
 use crate::breaker::Breaker;
@@ -220,6 +220,7 @@ impl Deliverer {
         let age = now.saturating_sub(entry.created_at).max(0) as u64;
         if age > self.settings.max_age.as_secs() {
             let reason = format!("undelivered after {age} s: {}", entry.last_error);
+            self.meter.ended(Outcome::Dead);
             self.settle(self.store.mark_dead(entry.id, reason).await, "dead");
             tracing::warn!(delivery_id = %entry.id, "delivery given up; the entry is dead");
             return Attempt::Dead;
@@ -245,12 +246,14 @@ impl Deliverer {
             }
             Err(e) => {
                 let reason = format!("bad deployment name: {e}");
+                self.meter.ended(Outcome::Dead);
                 self.settle(self.store.mark_dead(entry.id, reason).await, "dead");
                 return Attempt::Dead;
             }
         };
         match result {
             Ok(run) => {
+                self.meter.ended(Outcome::Delivered);
                 self.breaker.success();
                 self.settle(
                     self.store.mark_delivered(entry.id, run.flow_run_id).await,
@@ -266,6 +269,7 @@ impl Deliverer {
 
     async fn defer(&self, entry: &mut OutboxEntry, e: &GatewayError, now: i64) -> Attempt {
         let failure = classify(e);
+        self.meter.ended(Outcome::from(failure));
         if failure.counts_against_prefect() {
             self.breaker.failure();
         }

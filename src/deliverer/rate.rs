@@ -1,19 +1,108 @@
-//! Deliveries counted per second, for the drain-rate gauge and the total counter; attempts.
+//! Deliveries counted per second, for the drain-rate gauge and the total counter; attempts,
+//! in all and by outcome.
 
 use std::sync::Mutex;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::outbox::Failure;
 
 /// Seconds the drain rate is averaged over.
 pub const WINDOW_SECS: i64 = 10;
 
-/// Runs created from the outbox: a running total and the last seconds' counts.
-#[derive(Debug, Default)]
+/// How the deliverer's turn with one outbox entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run exists.
+    Delivered,
+    /// No call slot was free for the whole attempt.
+    Busy,
+    /// Prefect is saturated; the entry stays due.
+    Overloaded,
+    /// Prefect is down; delivery pauses.
+    Unreachable,
+    /// The deployment does not exist (yet); the entry waits out a backoff.
+    Missing,
+    /// Prefect answered an error; the entry waits out a backoff.
+    Failing,
+    /// Prefect or the schema refused the parameters; the entry is dead.
+    Refused,
+    /// Given up without an attempt (too old, or an unreadable deployment name); dead.
+    Dead,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Self::Delivered,
+        Self::Busy,
+        Self::Overloaded,
+        Self::Unreachable,
+        Self::Missing,
+        Self::Failing,
+        Self::Refused,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Busy => "busy",
+            Self::Overloaded => "overloaded",
+            Self::Unreachable => "unreachable",
+            Self::Missing => "missing",
+            Self::Failing => "failing",
+            Self::Refused => "refused",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl From<Failure> for Outcome {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Busy => Self::Busy,
+            Failure::Overloaded { .. } => Self::Overloaded,
+            Failure::Unreachable => Self::Unreachable,
+            Failure::Missing => Self::Missing,
+            Failure::Failing => Self::Failing,
+            Failure::Refused => Self::Refused,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Runs created from the outbox: a running total and the last seconds' counts; attempts.
+#[derive(Debug)]
 pub struct DrainMeter {
     /// (unix second, count) for the last `WINDOW_SECS` seconds.
     seconds: Mutex<Vec<(i64, u64)>>,
     delivered: Counter,
     attempts: Counter,
+    outcomes: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for DrainMeter {
+    fn default() -> Self {
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome is served from the start, at 0, so a rate over it has a series.
+        for outcome in Outcome::ALL {
+            let _ = outcomes.get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            });
+        }
+        Self {
+            seconds: Mutex::default(),
+            delivered: Counter::default(),
+            attempts: Counter::default(),
+            outcomes,
+        }
+    }
 }
 
 impl DrainMeter {
@@ -28,6 +117,20 @@ impl DrainMeter {
 
     pub fn attempted(&self) {
         self.attempts.inc();
+    }
+
+    /// The deliverer's turns with an entry, by outcome.
+    pub fn outcomes(&self) -> Family<OutcomeLabels, Counter> {
+        self.outcomes.clone()
+    }
+
+    /// Counts how a turn with an entry ended.
+    pub fn ended(&self, outcome: Outcome) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Runs created from the outbox since start.
@@ -80,5 +183,27 @@ mod tests {
         assert_eq!(meter.per_second(111), 2.0, "second 100 left the window");
         assert_eq!(meter.per_second(200), 0.0);
         assert_eq!(meter.delivered_counter().get(), 50);
+    }
+
+    #[test]
+    fn every_outcome_is_served_from_the_start_and_counted_apart() {
+        let meter = DrainMeter::default();
+        meter.ended(Outcome::from(Failure::Overloaded { retry_after: None }));
+        meter.ended(Outcome::Delivered);
+        meter.ended(Outcome::Delivered);
+        let count = |outcome: Outcome| {
+            meter
+                .outcomes()
+                .get(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+                .map(|c| c.get())
+        };
+        assert_eq!(count(Outcome::Delivered), Some(2));
+        assert_eq!(count(Outcome::Overloaded), Some(1));
+        for outcome in Outcome::ALL {
+            assert!(count(outcome).is_some(), "{outcome:?} has a series");
+        }
+        assert_eq!(count(Outcome::Dead), Some(0));
     }
 }

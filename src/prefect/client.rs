@@ -1,9 +1,10 @@
 //! `PrefectClient`: resolve a deployment by name, create a flow run, check health.
 //! Every call goes through the concurrency limit (fixed or adaptive, fed by each call's outcome)
 //! and a per-call timeout; calls made idempotent (reads, and creates carrying an idempotency
-//! key) retry within the deadline when the caller is patient.
+//! key) retry within the deadline when the caller is patient. Each call sent is counted and
+//! timed (`PrefectMetrics`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
@@ -13,6 +14,7 @@ use secrecy::ExposeSecret;
 use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
 use super::http::PerThreadHttp;
 use super::limit::{ConcurrencyLimit, Signal};
+use super::metrics::{Call, PrefectMetrics};
 use super::retry::{retry, Deadline, RetryPolicy};
 use super::{Deployment, FlowRunCreate, PrefectError};
 use crate::configuration::{PrefectAuth, PrefectSettings};
@@ -45,6 +47,7 @@ pub struct PrefectClient {
     limit: ConcurrencyLimit,
     policy: RetryPolicy,
     call_timeout: Duration,
+    metrics: PrefectMetrics,
 }
 
 impl std::fmt::Debug for PrefectClient {
@@ -83,6 +86,7 @@ impl PrefectClient {
                 max_delay: Duration::from_millis(s.retry_max_delay_ms),
             },
             call_timeout: s.timeout(),
+            metrics: PrefectMetrics::default(),
         })
     }
 
@@ -104,7 +108,9 @@ impl PrefectClient {
             |timeout| {
                 let request = self.http.client().get(url.clone());
                 async move {
-                    let response = self.send(request, timeout, deadline, patience).await?;
+                    let response = self
+                        .send(Call::ReadDeployment, request, timeout, deadline, patience)
+                        .await?;
                     read_json::<DeploymentBody>(response).await
                 }
             },
@@ -130,7 +136,9 @@ impl PrefectClient {
             |timeout| {
                 let request = self.http.client().post(url.clone()).json(body);
                 async move {
-                    let response = self.send(request, timeout, deadline, patience).await?;
+                    let response = self
+                        .send(Call::CreateFlowRun, request, timeout, deadline, patience)
+                        .await?;
                     let created = response.status() == StatusCode::CREATED;
                     let run = read_json::<FlowRunBody>(response).await?;
                     Ok((run.id, created))
@@ -162,16 +170,27 @@ impl PrefectClient {
         &self.limit
     }
 
+    /// The call counters and latency histograms shared by every clone of this client.
+    pub fn metrics(&self) -> &PrefectMetrics {
+        &self.metrics
+    }
+
     /// `GET /health`, bypassing the call cap: readiness must not queue behind traffic.
     pub async fn health(&self, timeout: Duration) -> Result<(), PrefectError> {
         let url = self.url(&["health"])?;
-        let response = self
+        let started = Instant::now();
+        let result = match self
             .authorized(self.http.client().get(url))
             .timeout(timeout)
             .send()
             .await
-            .map_err(PrefectError::from_reqwest)?;
-        check_status(response).await.map(drop)
+        {
+            Ok(response) => check_status(response).await.map(drop),
+            Err(e) => Err(PrefectError::from_reqwest(e)),
+        };
+        self.metrics
+            .record(Call::Health, started.elapsed(), result.as_ref().copied());
+        result
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, PrefectError> {
@@ -193,9 +212,11 @@ impl PrefectClient {
     }
 
     /// Takes a call slot (now, or waiting until the deadline), sends with the attempt's
-    /// timeout, and tells the limit whether Prefect kept up.
+    /// timeout, tells the limit whether Prefect kept up, and counts and times the call (from
+    /// sending to the answer's status: the wait for a slot is not Prefect's time).
     async fn send(
         &self,
+        call: Call,
         request: RequestBuilder,
         timeout: Duration,
         deadline: Deadline,
@@ -207,11 +228,14 @@ impl PrefectClient {
         }
         .ok_or(PrefectError::Busy)?;
         let timeout = timeout.min(deadline.remaining());
+        let started = Instant::now();
         let sent = self.authorized(request).timeout(timeout).send().await;
         let result = match sent {
             Ok(response) => check_status(response).await,
             Err(e) => Err(PrefectError::from_reqwest(e)),
         };
+        self.metrics
+            .record(call, started.elapsed(), result.as_ref().map(drop));
         slot.record(match &result {
             Err(e) if e.is_overload() => Signal::Overloaded,
             _ => Signal::Served,

@@ -5,6 +5,7 @@ mod dto;
 mod error;
 mod http;
 mod limit;
+mod metrics;
 mod rejection;
 mod retry;
 
@@ -14,5 +15,6 @@ pub(crate) use dto::DeploymentBody as DeploymentBodyForTests;
 pub use dto::{Deployment, FlowRunCreate};
 pub use error::PrefectError;
 pub use limit::{ConcurrencyLimit, LimitMode, LimitSnapshot, Permit, Signal};
+pub use metrics::{Call, CallLabels, CallOutcomeLabels, PrefectMetrics};
 pub use rejection::rejection_reasons;
 pub use retry::{Deadline, RetryPolicy};
