@@ -139,3 +139,29 @@ fn parse(body: &[u8]) -> Result<TriggerBody, GatewayError> {
         Err(GatewayError::ValidationFailed(errors))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_json_is_malformed_and_a_wrong_type_names_the_field() {
+        assert!(matches!(
+            parse(b"{\"parameters\":"),
+            Err(GatewayError::MalformedBody(_))
+        ));
+        assert!(matches!(
+            parse(b"[1]"),
+            Err(GatewayError::ValidationFailed(_) | GatewayError::MalformedBody(_))
+        ));
+        match parse(br#"{"parameters": [1]}"#) {
+            Err(GatewayError::ValidationFailed(e)) => assert_eq!(e[0].field, "parameters"),
+            other => panic!("{other:?}"),
+        }
+        match parse(br#"{"params": {}}"#) {
+            Err(GatewayError::ValidationFailed(e)) => assert!(e[0].message.contains("params")),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(b"").is_ok());
+    }
+}

@@ -15,7 +15,7 @@ use crate::helpers::*;
 const TEST_PREFECT_PORT: &str = "4310";
 static PREFECT_API: OnceCell<String> = OnceCell::const_new();
 
-async fn prefect_api() -> &'static str {
+pub async fn prefect_api() -> &'static str {
     PREFECT_API
         .get_or_init(|| async {
             if let Ok(url) = std::env::var("FLOWGATE_TEST_PREFECT_URL") {
@@ -59,7 +59,7 @@ pub async fn count_runs(api: &str, tag: &str) -> u64 {
 }
 
 /// Polls the run until it is COMPLETED; fails at once if it ends any other way.
-async fn wait_completed(api: &str, flow_run_id: &str) -> Value {
+pub async fn wait_completed(api: &str, flow_run_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     let client = reqwest::Client::new();
     loop {

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod admin_api;
+mod api_v1;
 mod auth;
 mod burst;
 mod check_config;
