@@ -89,6 +89,9 @@ pub enum GatewayError {
     /// 502 `upstream_error`: Prefect answered something flowgate cannot use (e.g. refused its credentials).
     #[error("Prefect gave an unexpected answer")]
     UpstreamError(#[source] Arc<PrefectError>),
+    /// 409 `run_finished`: the run is already final (or Prefect refused the change).
+    #[error("{0}")]
+    RunFinished(String),
     /// 403 `forbidden`: the API token may not use this deployment or lacks the scope.
     #[error("{0}")]
     Forbidden(String),
@@ -130,6 +133,7 @@ impl GatewayError {
             Self::UpstreamError(_) => StatusCode::BAD_GATEWAY,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RunFinished(_) => StatusCode::CONFLICT,
             Self::ReplayNotAllowed(_) | Self::ReplayUnavailable(_) => StatusCode::CONFLICT,
         }
     }
@@ -161,6 +165,7 @@ impl GatewayError {
             Self::UpstreamError(_) => "upstream_error",
             Self::InvalidQuery(_) => "invalid_query",
             Self::Forbidden(_) => "forbidden",
+            Self::RunFinished(_) => "run_finished",
             Self::ReplayNotAllowed(_) => "replay_not_allowed",
             Self::ReplayUnavailable(_) => "replay_unavailable",
             Self::StoreUnavailable => "store_unavailable",

@@ -246,6 +246,22 @@ impl Application {
                     "/api/v1/deliveries/{delivery_id}",
                     web::get().to(crate::api::deliveries::delivery),
                 )
+                .route(
+                    "/api/v1/deployments/{flow}/{deployment}/runs",
+                    web::get().to(crate::api::runs::history),
+                )
+                .route(
+                    "/api/v1/deployments/{flow}/{deployment}",
+                    web::get().to(crate::api::runs::deployment),
+                )
+                .route(
+                    "/api/v1/runs/{flow_run_id}",
+                    web::get().to(crate::api::runs::show),
+                )
+                .route(
+                    "/api/v1/runs/{flow_run_id}/cancel",
+                    web::post().to(crate::api::runs::cancel),
+                )
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))

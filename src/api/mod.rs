@@ -3,5 +3,6 @@
 //! flow run. Bearer tokens with deployments and scopes (`tokens`); problem+json errors.
 
 pub mod deliveries;
+pub mod runs;
 pub mod tokens;
 pub mod trigger;

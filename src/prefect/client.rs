@@ -41,12 +41,12 @@ pub enum Patience {
 
 #[derive(Clone)]
 pub struct PrefectClient {
-    http: PerThreadHttp,
+    pub(super) http: PerThreadHttp,
     base: Url,
     auth: Option<HeaderValue>,
     limit: ConcurrencyLimit,
     policy: RetryPolicy,
-    call_timeout: Duration,
+    pub(super) call_timeout: Duration,
     metrics: PrefectMetrics,
 }
 
@@ -155,7 +155,7 @@ impl PrefectClient {
 
     /// One attempt for a caller that can be answered "queued"; retries within the deadline
     /// for one that waits.
-    fn policy_for(&self, patience: Patience) -> RetryPolicy {
+    pub(super) fn policy_for(&self, patience: Patience) -> RetryPolicy {
         match patience {
             Patience::Now { .. } => RetryPolicy {
                 attempts: 1,
@@ -193,7 +193,7 @@ impl PrefectClient {
         result
     }
 
-    fn url(&self, segments: &[&str]) -> Result<Url, PrefectError> {
+    pub(super) fn url(&self, segments: &[&str]) -> Result<Url, PrefectError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| {
@@ -214,7 +214,7 @@ impl PrefectClient {
     /// Takes a call slot (now, or waiting until the deadline), sends with the attempt's
     /// timeout, tells the limit whether Prefect kept up, and counts and times the call (from
     /// sending to the answer's status: the wait for a slot is not Prefect's time).
-    async fn send(
+    pub(super) async fn send(
         &self,
         call: Call,
         request: RequestBuilder,
@@ -284,7 +284,9 @@ async fn check_status(response: Response) -> Result<Response, PrefectError> {
     })
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, PrefectError> {
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    response: Response,
+) -> Result<T, PrefectError> {
     let bytes = response.bytes().await.map_err(PrefectError::from_reqwest)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         PrefectError::Unexpected(format!("unreadable response body ({:?})", e.classify()))

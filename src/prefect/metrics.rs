@@ -18,6 +18,11 @@ pub enum Call {
     ReadDeployment,
     CreateFlowRun,
     Health,
+    /// The internal API's reads and state changes.
+    ReadFlowRun,
+    ReadObject,
+    FilterFlowRuns,
+    SetFlowRunState,
 }
 
 impl Call {
@@ -26,6 +31,10 @@ impl Call {
             Self::ReadDeployment => "read_deployment",
             Self::CreateFlowRun => "create_flow_run",
             Self::Health => "health",
+            Self::ReadFlowRun => "read_flow_run",
+            Self::ReadObject => "read_object",
+            Self::FilterFlowRuns => "filter_flow_runs",
+            Self::SetFlowRunState => "set_flow_run_state",
         }
     }
 }

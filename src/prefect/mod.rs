@@ -8,6 +8,7 @@ mod limit;
 mod metrics;
 mod rejection;
 mod retry;
+mod runs;
 
 pub use client::{CreatedRun, Patience, PrefectClient};
 #[cfg(test)]

@@ -318,3 +318,124 @@ async fn a_trigger_runs_to_completion_in_prefect_and_a_repeated_key_is_the_same_
         "one run in Prefect"
     );
 }
+
+async fn api_get(app: &TestApp, path: &str) -> (u16, Value) {
+    let r = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(BACKEND)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn run_status_history_deployment_and_cancel_read_the_real_prefect() {
+    let api = prefect_api().await;
+    let app = start_config(app_config(api));
+    let tag = format!("test:{}", uuid::Uuid::new_v4());
+    let email = format!("runs-{}@example.com", uuid::Uuid::new_v4().simple());
+    let answer: Value = trigger(
+        &app,
+        Some(BACKEND),
+        DEPLOYMENT,
+        &json!({"parameters": signup(&email), "tags": [tag]}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let run_id = match answer["status"].as_str() {
+        Some("created") => answer["flow_run_id"].as_str().unwrap().to_owned(),
+        Some("queued") => delivered_run(&app, answer["delivery_id"].as_str().unwrap()).await,
+        _ => panic!("{answer}"),
+    };
+    wait_completed(api, &run_id).await;
+
+    let (status, run) = api_get(&app, &format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["state"], "COMPLETED");
+    assert_eq!(run["final"], true);
+    assert_eq!(run["deployment"], DEPLOYMENT);
+    assert_eq!(run["parameters"]["email"], email.as_str());
+
+    let (status, history) = api_get(
+        &app,
+        &format!("/api/v1/deployments/{DEPLOYMENT}/runs?state=completed&limit=200"),
+    )
+    .await;
+    assert_eq!(status, 200, "{history}");
+    let items = history["items"].as_array().unwrap();
+    assert!(
+        items.iter().any(|r| r["flow_run_id"] == run_id.as_str()),
+        "{history}"
+    );
+    assert!(items.iter().all(|r| r["state"] == "COMPLETED"));
+    let (status, _) = api_get(
+        &app,
+        &format!("/api/v1/deployments/{DEPLOYMENT}/runs?state=done"),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, deployment) = api_get(&app, &format!("/api/v1/deployments/{DEPLOYMENT}")).await;
+    assert_eq!(status, 200, "{deployment}");
+    assert!(deployment["id"].is_string());
+    assert!(deployment["parameter_openapi_schema"]["properties"]["email"].is_object());
+
+    let cancel = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(format!("{}/api/v1/runs/{id}/cancel", app.address))
+                .bearer_auth(BACKEND)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, finished) = cancel(run_id.clone()).await;
+    assert_eq!(
+        (status, finished["code"].as_str()),
+        (409, Some("run_finished")),
+        "{finished}"
+    );
+
+    // A run scheduled far ahead (made directly in Prefect) is cancelled.
+    let deployment_id = deployment["id"].as_str().unwrap();
+    let scheduled: Value = reqwest::Client::new()
+        .post(format!("{api}/deployments/{deployment_id}/create_flow_run"))
+        .json(&json!({
+            "parameters": signup(&email),
+            "tags": [tag],
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2099-01-01T00:00:00Z"}},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scheduled_id = scheduled["id"].as_str().unwrap().to_owned();
+    let (status, cancelled) = cancel(scheduled_id.clone()).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (_, after) = api_get(&app, &format!("/api/v1/runs/{scheduled_id}")).await;
+    assert_eq!(after["state"], "CANCELLED", "{after}");
+
+    // The narrow token cannot read it: the run looks absent.
+    let hidden = app
+        .client
+        .get(format!("{}/api/v1/runs/{scheduled_id}", app.address))
+        .bearer_auth(CRM)
+        .send()
+        .await
+        .unwrap();
+    problem(hidden, 403, "forbidden").await;
+}

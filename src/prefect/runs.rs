@@ -1,0 +1,119 @@
+//! Flow runs as the internal API reads and cancels them: Prefect's JSON passed through as
+//! values (flowgate shapes the answer), each call through the concurrency limit, reads retried
+//! within the deadline.
+
+use serde_json::{json, Value};
+
+use super::client::{read_json, Patience, PrefectClient};
+use super::metrics::Call;
+use super::retry::{retry, Deadline};
+use super::PrefectError;
+
+impl PrefectClient {
+    /// `GET /flow_runs/{id}`.
+    pub async fn read_flow_run(
+        &self,
+        id: uuid::Uuid,
+        deadline: Deadline,
+    ) -> Result<Value, PrefectError> {
+        self.read_path(Call::ReadFlowRun, &["flow_runs", &id.to_string()], deadline)
+            .await
+    }
+
+    /// `GET` of any read-only object under the API (`deployments/{id}`, `flows/{id}`,
+    /// `deployments/name/{flow}/{deployment}`), as JSON.
+    pub async fn read_path(
+        &self,
+        call: Call,
+        segments: &[&str],
+        deadline: Deadline,
+    ) -> Result<Value, PrefectError> {
+        let url = self.url(segments)?;
+        self.read_value(call, deadline, || self.http.client().get(url.clone()))
+            .await
+    }
+
+    /// `POST /flow_runs/filter`: runs of one deployment, newest first (by creation), at most
+    /// `limit`, optionally in some state types and created before a time (the cursor).
+    pub async fn filter_flow_runs(
+        &self,
+        deployment_id: uuid::Uuid,
+        state_types: &[String],
+        created_before: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<Value>, PrefectError> {
+        let url = self.url(&["flow_runs", "filter"])?;
+        let mut flow_runs = json!({ "deployment_id": { "any_": [deployment_id] } });
+        if !state_types.is_empty() {
+            flow_runs["state"] = json!({ "type": { "any_": state_types } });
+        }
+        if let Some(before) = created_before {
+            flow_runs["expected_start_time"] = json!({ "before_": before });
+        }
+        let body =
+            json!({ "flow_runs": flow_runs, "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
+        let value = self
+            .read_value(Call::FilterFlowRuns, deadline, || {
+                self.http.client().post(url.clone()).json(&body)
+            })
+            .await?;
+        match value {
+            Value::Array(runs) => Ok(runs),
+            _ => Err(PrefectError::Unexpected(
+                "the run filter did not answer a list".into(),
+            )),
+        }
+    }
+
+    /// `POST /flow_runs/{id}/set_state` with a state of `state_type` (`CANCELLED`,
+    /// `CANCELLING`); Prefect's orchestration answer (`status`: `ACCEPT`, `REJECT`, `ABORT`, `WAIT`).
+    pub async fn set_flow_run_state(
+        &self,
+        id: uuid::Uuid,
+        state_type: &str,
+        state_name: &str,
+        deadline: Deadline,
+    ) -> Result<Value, PrefectError> {
+        let url = self.url(&["flow_runs", &id.to_string(), "set_state"])?;
+        let body = json!({ "state": { "type": state_type, "name": state_name, "message": "cancelled through flowgate" } });
+        // A state change is not blindly repeated: one attempt.
+        let timeout = self.call_timeout.min(deadline.remaining());
+        let request = self.http.client().post(url).json(&body);
+        let response = self
+            .send(
+                Call::SetFlowRunState,
+                request,
+                timeout,
+                deadline,
+                Patience::UntilDeadline,
+            )
+            .await?;
+        read_json::<Value>(response).await
+    }
+
+    async fn read_value(
+        &self,
+        call: Call,
+        deadline: Deadline,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, PrefectError> {
+        let patience = Patience::UntilDeadline;
+        let retried = retry(
+            self.policy_for(patience),
+            deadline,
+            self.call_timeout,
+            |timeout| {
+                let request = request();
+                async move {
+                    let response = self
+                        .send(call, request, timeout, deadline, patience)
+                        .await?;
+                    read_json::<Value>(response).await
+                }
+            },
+        )
+        .await?;
+        Ok(retried.value)
+    }
+}
