@@ -439,3 +439,40 @@ async fn run_status_history_deployment_and_cancel_read_the_real_prefect() {
         .unwrap();
     problem(hidden, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn the_example_client_triggers_and_waits_for_a_completed_run() {
+    let api = prefect_api().await;
+    let app = start_config(app_config(api));
+    let email = format!("client-{}@example.com", uuid::Uuid::new_v4().simple());
+    let connector = uuid::Uuid::new_v4().simple().to_string();
+    let out = tokio::process::Command::new("python3")
+        .arg(repo_path("examples/clients/trigger_and_wait.py"))
+        .args([
+            "--url",
+            &app.address,
+            "--deployment",
+            DEPLOYMENT,
+            "--connector",
+            &connector,
+        ])
+        .args([
+            "--parameters",
+            &signup(&email).to_string(),
+            "--timeout",
+            "120",
+        ])
+        .env("FLOWGATE_API_TOKEN", BACKEND)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("COMPLETED"), "{stdout}");
+    let tag = format!("connector:{connector}");
+    assert_eq!(crate::e2e::count_runs(api, &tag).await, 1);
+}
