@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::tokens::{ApiToken, Scope};
 use crate::domain::DeploymentRef;
 use crate::error::GatewayError;
-use crate::prefect::{Call, Deadline, PrefectError};
+use crate::prefect::{Call, Deadline, Patience, PrefectError};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
@@ -40,18 +40,19 @@ fn deadline(state: &AppState) -> Deadline {
 }
 
 /// A Prefect failure as the API answers it: 404 for a missing object, else 503/504/502.
-fn upstream(e: PrefectError) -> GatewayError {
-    match e {
+fn upstream(e: impl Into<Arc<PrefectError>>) -> GatewayError {
+    let e = e.into();
+    match e.as_ref() {
         PrefectError::NotFound => GatewayError::NotFound,
-        PrefectError::Timeout => GatewayError::UpstreamTimeout(Arc::new(e)),
+        PrefectError::Timeout => GatewayError::UpstreamTimeout(e),
         PrefectError::Unauthorized { .. }
         | PrefectError::Unexpected(_)
-        | PrefectError::Rejected { .. } => GatewayError::UpstreamError(Arc::new(e)),
+        | PrefectError::Rejected { .. } => GatewayError::UpstreamError(e),
         PrefectError::ServerError { .. }
         | PrefectError::RateLimited { .. }
         | PrefectError::Connect(_)
         | PrefectError::Transport(_)
-        | PrefectError::Busy => GatewayError::UpstreamUnavailable(Arc::new(e)),
+        | PrefectError::Busy => GatewayError::UpstreamUnavailable(e),
     }
 }
 
@@ -80,12 +81,10 @@ async fn deployment_name(state: &AppState, id: &str) -> Result<DeploymentRef, Ga
 async fn run_for(
     state: &AppState,
     token: &ApiToken,
-    id: &str,
+    id: uuid::Uuid,
     scope: Scope,
 ) -> Result<(Value, Option<DeploymentRef>), GatewayError> {
     token.has(scope)?;
-    let id = uuid::Uuid::parse_str(id)
-        .map_err(|_| GatewayError::InvalidQuery("flow_run_id: not a UUID".into()))?;
     let run = state
         .submitter
         .prefect
@@ -100,6 +99,11 @@ async fn run_for(
         Some(n) if token.may_use(n) => Ok((run, name)),
         _ => Err(GatewayError::NotFound),
     }
+}
+
+fn run_id(raw: &str) -> Result<uuid::Uuid, GatewayError> {
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| GatewayError::InvalidQuery("flow_run_id: not a UUID".into()))
 }
 
 fn shape(run: &Value, deployment: Option<&DeploymentRef>) -> Value {
@@ -130,7 +134,7 @@ pub async fn show(
 ) -> HttpResponse {
     let result = async {
         let token = state.api_tokens.authenticate(req.headers())?;
-        let (run, name) = run_for(&state, token, &id, Scope::Read).await?;
+        let (run, name) = run_for(&state, token, run_id(&id)?, Scope::Read).await?;
         Ok(HttpResponse::Ok().json(shape(&run, name.as_ref())))
     };
     reply(result.await, &request_id)
@@ -146,7 +150,8 @@ pub async fn cancel(
 ) -> HttpResponse {
     let result = async {
         let token = state.api_tokens.authenticate(req.headers())?;
-        let (run, _) = run_for(&state, token, &id, Scope::Cancel).await?;
+        let run_id = run_id(&id)?;
+        let (run, _) = run_for(&state, token, run_id, Scope::Cancel).await?;
         let current = run["state_type"].as_str().unwrap_or_default();
         if FINAL.contains(&current) || current == "CANCELLING" {
             return Err(GatewayError::RunFinished(format!(
@@ -158,8 +163,6 @@ pub async fn cancel(
         } else {
             ("CANCELLED", "Cancelled")
         };
-        let run_id = uuid::Uuid::parse_str(&id)
-            .map_err(|_| GatewayError::InvalidQuery("flow_run_id: not a UUID".into()))?;
         let answer = state
             .submitter
             .prefect
@@ -274,24 +277,13 @@ pub async fn history(
             }
         }
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let d = state
-            .submitter
-            .prefect
-            .read_path(
-                Call::ReadObject,
-                &["deployments", "name", target.flow(), target.deployment()],
-                deadline(&state),
-            )
+        // The id through the deployment cache the webhooks use: no read of Prefect per page.
+        let id = state
+            .resolver
+            .resolve(&target, deadline(&state), Patience::UntilDeadline)
             .await
-            .map_err(upstream)?;
-        let id = d["id"]
-            .as_str()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or_else(|| {
-                GatewayError::UpstreamError(Arc::new(PrefectError::Unexpected(
-                    "a deployment without an id".into(),
-                )))
-            })?;
+            .map_err(upstream)?
+            .id;
         let runs = state
             .submitter
             .prefect
