@@ -18,6 +18,8 @@ mod health;
 mod helpers;
 mod logs;
 mod metrics;
+mod nginx;
+mod nginx_support;
 mod ops_page;
 mod outbox;
 mod real_prefect;
