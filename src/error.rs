@@ -76,6 +76,9 @@ pub enum GatewayError {
     /// 503 `deployment_not_found` + Retry-After: Prefect has no such deployment.
     #[error("deployment {0} was not found in Prefect")]
     DeploymentNotFound(DeploymentRef),
+    /// 404 `unknown_deployment`: the API's caller named a deployment Prefect does not have.
+    #[error("Prefect has no deployment {0}")]
+    UnknownDeployment(DeploymentRef),
     /// 503 `upstream_unavailable` + Retry-After: Prefect is down, busy or failing.
     #[error("Prefect is unavailable")]
     UpstreamUnavailable(#[source] Arc<PrefectError>),
@@ -109,7 +112,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownRoute(_) | Self::UnknownDeployment(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -160,6 +165,7 @@ impl GatewayError {
             Self::ValidationFailed(_) => "validation_failed",
             Self::ParametersRejected(_) => "parameters_rejected",
             Self::DeploymentNotFound(_) => "deployment_not_found",
+            Self::UnknownDeployment(_) => "unknown_deployment",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::UpstreamError(_) => "upstream_error",
@@ -209,8 +215,9 @@ pub struct ApiError {
 }
 
 /// RFC 9457 problem details with flowgate's extensions.
-#[derive(Serialize)]
-struct Problem<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:flowgate:problem:{code}`.
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
@@ -219,9 +226,11 @@ struct Problem<'a> {
     detail: String,
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
     /// For `timestamp_out_of_window`: `too_old` or `too_new`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     reason: Option<&'static str>,
 }
 

@@ -127,8 +127,13 @@ pub async fn check_against_prefect(
     let mut settings = config.settings.prefect.clone();
     settings.retry_attempts = 1;
     settings.timeout_ms = settings.timeout_ms.min(5_000);
-    let client = PrefectClient::new(config.prefect_url.clone(), &config.prefect_auth, &settings)
-        .map_err(PrefectError::Connect)?;
+    let client = PrefectClient::new(
+        config.prefect_url.clone(),
+        &config.prefect_auth,
+        &settings,
+        &config.prefect_roots,
+    )
+    .map_err(PrefectError::Connect)?;
     client.health(Duration::from_secs(3)).await?;
     let mut reports = Vec::new();
     for route in config.routes.iter() {

@@ -75,9 +75,13 @@ impl Application {
         } else {
             None
         };
-        let prefect =
-            PrefectClient::new(config.prefect_url.clone(), &config.prefect_auth, &s.prefect)
-                .map_err(StartupError::HttpClient)?;
+        let prefect = PrefectClient::new(
+            config.prefect_url.clone(),
+            &config.prefect_auth,
+            &s.prefect,
+            &config.prefect_roots,
+        )
+        .map_err(StartupError::HttpClient)?;
         let limit = prefect.limit().clone();
         let resolver = DeploymentResolver::new(
             prefect.clone(),
@@ -238,30 +242,7 @@ impl Application {
                 )
                 .route("/admin/routes", web::get().to(admin::list_routes))
                 .configure(crate::routes::ops::configure(ops_sessions.clone()))
-                .route(
-                    "/api/v1/deployments/{flow}/{deployment}/runs",
-                    web::post().to(crate::api::trigger::trigger),
-                )
-                .route(
-                    "/api/v1/deliveries/{delivery_id}",
-                    web::get().to(crate::api::deliveries::delivery),
-                )
-                .route(
-                    "/api/v1/deployments/{flow}/{deployment}/runs",
-                    web::get().to(crate::api::runs::history),
-                )
-                .route(
-                    "/api/v1/deployments/{flow}/{deployment}",
-                    web::get().to(crate::api::runs::deployment),
-                )
-                .route(
-                    "/api/v1/runs/{flow_run_id}",
-                    web::get().to(crate::api::runs::show),
-                )
-                .route(
-                    "/api/v1/runs/{flow_run_id}/cancel",
-                    web::post().to(crate::api::runs::cancel),
-                )
+                .configure(crate::api::configure)
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))

@@ -3,15 +3,30 @@
 //! reason) — for webhook and API requests alike.
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde_json::json;
 
 use super::tokens::Scope;
+use super::views::DeliveryView;
 use crate::domain::DeploymentRef;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Problem};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_secs;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries/{delivery_id}",
+    tag = "deliveries",
+    params(("delivery_id" = uuid::Uuid, Path, description = "The `delivery_id` of a `queued` answer")),
+    responses(
+        (status = 200, description = "Where the request stands", body = DeliveryView),
+        (status = 400, description = "`invalid_query`: not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the token lacks the `read` scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: unknown, pruned, or of a deployment the token may not use", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn delivery(
     req: HttpRequest,
     id: web::Path<String>,
@@ -40,17 +55,19 @@ async fn show(req: &HttpRequest, id: &str, state: &AppState) -> Result<HttpRespo
     if !allowed {
         return Err(GatewayError::NotFound);
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "delivery_id": found.id,
-        "status": found.state,
-        "route": found.route,
-        "deployment": found.deployment,
-        "attempts": found.attempts,
-        "created_at": rfc3339_secs(found.created_at),
-        "next_attempt_at": found.next_attempt_at.filter(|_| found.state == "queued").map(rfc3339_secs),
-        "last_error": found.last_error.as_ref().filter(|_| found.state == "queued"),
-        "reason": found.last_error.as_ref().filter(|_| matches!(found.state.as_str(), "dead" | "discarded")),
-        "flow_run_id": found.flow_run_id,
-        "delivered_at": found.delivered_at.map(rfc3339_secs),
-    })))
+    let queued = found.state == "queued";
+    let ended = matches!(found.state.as_str(), "dead" | "discarded");
+    Ok(HttpResponse::Ok().json(DeliveryView {
+        delivery_id: found.id,
+        route: found.route,
+        deployment: found.deployment,
+        attempts: found.attempts,
+        created_at: rfc3339_secs(found.created_at),
+        next_attempt_at: found.next_attempt_at.filter(|_| queued).map(rfc3339_secs),
+        last_error: found.last_error.clone().filter(|_| queued),
+        reason: found.last_error.filter(|_| ended),
+        flow_run_id: found.flow_run_id,
+        delivered_at: found.delivered_at.map(rfc3339_secs),
+        status: found.state,
+    }))
 }

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::IntoParams;
 
 use super::tokens::{ApiToken, Scope};
+use super::views::{CancelAnswer, DeploymentView, PrefectDeployment, PrefectRun, RunPage, RunView};
 use crate::domain::DeploymentRef;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Problem};
 use crate::prefect::{Call, Deadline, Patience, PrefectError};
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -28,6 +31,8 @@ const STATE_TYPES: [&str; 9] = [
     "CANCELLING",
 ];
 const FINAL: [&str; 4] = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"];
+/// Runs scheduled for the same instant that one cursor can step over.
+const MAX_TIES: usize = 200;
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 200;
 
@@ -83,7 +88,7 @@ async fn run_for(
     token: &ApiToken,
     id: uuid::Uuid,
     scope: Scope,
-) -> Result<(Value, Option<DeploymentRef>), GatewayError> {
+) -> Result<(PrefectRun, Option<DeploymentRef>), GatewayError> {
     token.has(scope)?;
     let run = state
         .submitter
@@ -91,8 +96,9 @@ async fn run_for(
         .read_flow_run(id, deadline(state))
         .await
         .map_err(upstream)?;
-    let name = match run["deployment_id"].as_str() {
-        Some(d) => Some(deployment_name(state, d).await?),
+    let run: PrefectRun = typed(run, "flow run")?;
+    let name = match run.deployment_id {
+        Some(d) => Some(deployment_name(state, &d.to_string()).await?),
         None => None,
     };
     match &name {
@@ -106,26 +112,32 @@ fn run_id(raw: &str) -> Result<uuid::Uuid, GatewayError> {
         .map_err(|_| GatewayError::InvalidQuery("flow_run_id: not a UUID".into()))
 }
 
-fn shape(run: &Value, deployment: Option<&DeploymentRef>) -> Value {
-    json!({
-        "flow_run_id": run["id"],
-        "name": run["name"],
-        "deployment": deployment.map(ToString::to_string),
-        "deployment_id": run["deployment_id"],
-        "state": run["state_type"],
-        "state_name": run["state_name"],
-        "final": run["state_type"].as_str().is_some_and(|s| FINAL.contains(&s)),
-        "created": run["created"],
-        "expected_start_time": run["expected_start_time"],
-        "start_time": run["start_time"],
-        "end_time": run["end_time"],
-        "total_run_time": run["total_run_time"],
-        "parameters": run["parameters"],
-        "tags": run["tags"],
+/// Prefect's JSON as the type this API reads from it; a shape it does not know is a 502.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, GatewayError> {
+    serde_json::from_value(value).map_err(|e| {
+        upstream(PrefectError::Unexpected(format!(
+            "Prefect's {what} has an unexpected shape: {e}"
+        )))
     })
 }
 
 /// `GET /api/v1/runs/{flow_run_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{flow_run_id}",
+    tag = "runs",
+    params(("flow_run_id" = uuid::Uuid, Path, description = "The flow run's id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 400, description = "`invalid_query`: not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the token lacks the `read` scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such run, or not of a deployment the token may use", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_error`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`upstream_unavailable`: Prefect cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn show(
     req: HttpRequest,
     id: web::Path<String>,
@@ -135,13 +147,29 @@ pub async fn show(
     let result = async {
         let token = state.api_tokens.authenticate(req.headers())?;
         let (run, name) = run_for(&state, token, run_id(&id)?, Scope::Read).await?;
-        Ok(HttpResponse::Ok().json(shape(&run, name.as_ref())))
+        Ok(HttpResponse::Ok().json(RunView::new(run, name.as_ref())))
     };
     reply(result.await, &request_id)
 }
 
 /// `POST /api/v1/runs/{flow_run_id}/cancel`: a run not started yet is cancelled, a running one
 /// asked to cancel (Prefect's `CANCELLING`); a finished one is 409 `run_finished`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{flow_run_id}/cancel",
+    tag = "runs",
+    params(("flow_run_id" = uuid::Uuid, Path, description = "The flow run's id")),
+    responses(
+        (status = 200, description = "Cancelled, or asked to cancel", body = CancelAnswer),
+        (status = 400, description = "`invalid_query`: not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the token lacks the `cancel` scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`run_finished`: already final or cancelling, or Prefect refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn cancel(
     req: HttpRequest,
     id: web::Path<String>,
@@ -152,8 +180,8 @@ pub async fn cancel(
         let token = state.api_tokens.authenticate(req.headers())?;
         let run_id = run_id(&id)?;
         let (run, _) = run_for(&state, token, run_id, Scope::Cancel).await?;
-        let current = run["state_type"].as_str().unwrap_or_default();
-        if FINAL.contains(&current) || current == "CANCELLING" {
+        let current = run.state_type.unwrap_or_default();
+        if FINAL.contains(&current.as_str()) || current == "CANCELLING" {
             return Err(GatewayError::RunFinished(format!(
                 "the run is already {current}"
             )));
@@ -179,16 +207,34 @@ pub async fn cancel(
             )));
         }
         tracing::info!(target: "flowgate::api", token = %token.name, flow_run_id = %run_id, to, "run cancelled");
-        Ok(HttpResponse::Ok().json(json!({
-            "flow_run_id": run_id,
-            "status": to.to_ascii_lowercase(),
-            "previous_state": current,
-        })))
+        Ok(HttpResponse::Ok().json(CancelAnswer {
+            flow_run_id: run_id,
+            status: to.to_ascii_lowercase(),
+            previous_state: current,
+        }))
     };
     reply(result.await, &request_id)
 }
 
 /// `GET /api/v1/deployments/{flow}/{deployment}`: id, paused, status, schedules, schema.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{flow}/{deployment}",
+    tag = "deployments",
+    params(
+        ("flow" = String, Path, description = "The flow's name"),
+        ("deployment" = String, Path, description = "The deployment's name"),
+    ),
+    responses(
+        (status = 200, description = "The deployment as Prefect describes it", body = DeploymentView),
+        (status = 400, description = "`invalid_query`: not a valid name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a deployment or scope of this token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_deployment`: Prefect has no such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn deployment(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -208,21 +254,19 @@ pub async fn deployment(
                 deadline(&state),
             )
             .await
-            .map_err(upstream)?;
-        Ok(HttpResponse::Ok().json(json!({
-            "deployment": target.to_string(),
-            "id": d["id"],
-            "paused": d["paused"],
-            "status": d["status"],
-            "schedules": d["schedules"],
-            "tags": d["tags"],
-            "description": d["description"],
-            "work_pool_name": d["work_pool_name"],
-            "enforce_parameter_schema": d["enforce_parameter_schema"],
-            "parameter_openapi_schema": d["parameter_openapi_schema"],
-        })))
+            .map_err(|e| missing_as(upstream(e), &target))?;
+        let d: PrefectDeployment = typed(d, "deployment")?;
+        Ok(HttpResponse::Ok().json(DeploymentView::new(&target, d)))
     };
     reply(result.await, &request_id)
+}
+
+/// A 404 from a read of the named deployment says that deployment does not exist.
+fn missing_as(e: GatewayError, target: &DeploymentRef) -> GatewayError {
+    match e {
+        GatewayError::NotFound => GatewayError::UnknownDeployment(target.clone()),
+        other => other,
+    }
 }
 
 fn target((flow, deployment): &(String, String)) -> Result<DeploymentRef, GatewayError> {
@@ -230,17 +274,91 @@ fn target((flow, deployment): &(String, String)) -> Result<DeploymentRef, Gatewa
         .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Comma-separated state types.
+    /// Comma-separated state types (`COMPLETED,FAILED`); all when absent.
     state: Option<String>,
+    /// Runs per page, 1 to 200 (default 20).
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Where the next page starts: runs expected to start at or before `t`, except the ones
+/// already shown at exactly `t` (Prefect's `before_` is inclusive, and runs can share a time).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Cursor {
+    t: String,
+    skip: Vec<uuid::Uuid>,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(raw: &str) -> Result<Self, GatewayError> {
+        let bad = || GatewayError::InvalidQuery("cursor: not a cursor this API gave".into());
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| bad())?;
+        let cursor: Cursor = serde_json::from_slice(&json).map_err(|_| bad())?;
+        let time_ok = humantime::parse_rfc3339_weak(
+            cursor
+                .t
+                .trim_end_matches('Z')
+                .split('+')
+                .next()
+                .unwrap_or(""),
+        )
+        .is_ok();
+        if !time_ok || cursor.skip.len() > MAX_TIES {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+
+    /// The cursor after `page` (full, newest first), given the one that led to it.
+    fn after(page: &[RunView], previous: Option<&Cursor>) -> Option<Cursor> {
+        let t = page.last()?.expected_start_time.clone()?;
+        let mut skip: Vec<uuid::Uuid> = previous
+            .filter(|p| p.t == t)
+            .map(|p| p.skip.clone())
+            .unwrap_or_default();
+        skip.extend(
+            page.iter()
+                .filter(|r| r.expected_start_time.as_deref() == Some(t.as_str()))
+                .map(|r| r.flow_run_id),
+        );
+        // More ties than a cursor holds: the rest of that instant is given up, not looped on.
+        skip.truncate(MAX_TIES);
+        Some(Cursor { t, skip })
+    }
+}
+
 /// `GET /api/v1/deployments/{flow}/{deployment}/runs`: newest first (by expected start time).
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{flow}/{deployment}/runs",
+    tag = "runs",
+    params(
+        ("flow" = String, Path, description = "The flow's name"),
+        ("deployment" = String, Path, description = "The deployment's name"),
+        HistoryQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of runs, newest first", body = RunPage),
+        (status = 400, description = "`invalid_query`: unknown state, bad cursor or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_deployment`: Prefect has no such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn history(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -266,42 +384,57 @@ pub async fn history(
                 STATE_TYPES.join(", ")
             )));
         }
-        let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
-        if let Some(c) = cursor {
-            if humantime::parse_rfc3339_weak(c.trim_end_matches('Z').split('+').next().unwrap_or(c))
-                .is_err()
-            {
-                return Err(GatewayError::InvalidQuery(
-                    "cursor: not a cursor this API gave".into(),
-                ));
-            }
-        }
+        let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+            Some(raw) => Some(Cursor::decode(raw)?),
+            None => None,
+        };
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         // The id through the deployment cache the webhooks use: no read of Prefect per page.
         let id = state
             .resolver
             .resolve(&target, deadline(&state), Patience::UntilDeadline)
             .await
-            .map_err(upstream)?
+            .map_err(|e| missing_as(upstream(e), &target))?
             .id;
+        let after = cursor.as_ref().map(|c| (c.t.as_str(), c.skip.as_slice()));
         let runs = state
             .submitter
             .prefect
-            .filter_flow_runs(id, &states, cursor, limit, deadline(&state))
+            .filter_flow_runs(id, &states, after, limit, deadline(&state))
             .await
             .map_err(upstream)?;
-        let next = (runs.len() == limit)
-            .then(|| {
-                runs.last()
-                    .and_then(|r| r["expected_start_time"].as_str())
-                    .map(str::to_owned)
-            })
-            .flatten();
-        Ok(HttpResponse::Ok().json(json!({
-            "deployment": target.to_string(),
-            "items": runs.iter().map(|r| shape(r, Some(&target))).collect::<Vec<_>>(),
-            "next_cursor": next,
-        })))
+        let items = runs
+            .into_iter()
+            .map(|r| typed::<PrefectRun>(r, "flow run").map(|r| RunView::new(r, Some(&target))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() == limit {
+            Cursor::after(&items, cursor.as_ref()).map(|c| c.encode())
+        } else {
+            None
+        };
+        Ok(HttpResponse::Ok().json(RunPage {
+            deployment: target.to_string(),
+            items,
+            next_cursor: next,
+        }))
     };
     reply(result.await, &request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_a_forged_one_is_refused() {
+        let c = Cursor {
+            t: "2026-11-30T15:00:00.123456Z".into(),
+            skip: vec![uuid::Uuid::nil()],
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("2026-11-30T15:00:00Z").is_err());
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"t":"yesterday","skip":[]}"#);
+        assert!(Cursor::decode(&forged).is_err());
+    }
 }

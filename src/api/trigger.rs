@@ -12,11 +12,11 @@ use serde_json::{Map, Value};
 
 use super::tokens::Scope;
 use crate::domain::{DeploymentRef, FieldError, IdempotencyKey, RouteName};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Problem};
 use crate::pipeline::map::FlowRunPlan;
 use crate::request_id::RequestId;
 use crate::route_table::Route;
-use crate::routes::hooks::{answer, IDEMPOTENCY_KEY_HEADER};
+use crate::routes::hooks::{answer, Answer, IDEMPOTENCY_KEY_HEADER};
 use crate::state::AppState;
 
 /// The outbox share and idempotency namespace of API triggers.
@@ -27,19 +27,44 @@ const MAX_BODY: usize = 256 * 1024;
 const MAX_TAGS: usize = 50;
 const MAX_TEXT: usize = 200;
 
-/// The trigger's body.
-#[derive(Debug, Default, Deserialize)]
+/// The trigger's body (empty means no parameters).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
-    /// Flow parameters, by name.
+    /// Flow parameters, by name, checked against the deployment's parameter schema.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// Tags of the run (at most 50, each 1 to 200 characters).
     #[serde(default)]
     pub tags: Vec<String>,
-    /// The flow run's name (Prefect picks one when absent).
+    /// The flow run's name, 1 to 200 characters (Prefect picks one when absent).
     pub name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{flow}/{deployment}/runs",
+    tag = "runs",
+    params(
+        ("flow" = String, Path, description = "The flow's name"),
+        ("deployment" = String, Path, description = "The deployment's name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key start one run (1 to 255 visible ASCII characters)"),
+    ),
+    request_body(content = Option<TriggerBody>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "`created` (the run exists) or `queued` (stored durably; follow `delivery_id`)", body = Answer),
+        (status = 200, description = "`duplicate`: this Idempotency-Key was answered before", body = Answer),
+        (status = 400, description = "`malformed_body`, `invalid_idempotency_key` or `invalid_query` (bad name)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a deployment or scope of this token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_deployment`: Prefect has no such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: over 256 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `errors` names each field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store_unavailable` or `upstream_unavailable` (nothing stored; retry)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn trigger(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -88,7 +113,14 @@ async fn run(
         name: input.name,
         idempotency_key,
     };
-    let outcome = state.submitter.submit(&plan, true).await?;
+    let outcome = state
+        .submitter
+        .submit(&plan, true)
+        .await
+        .map_err(|e| match e {
+            GatewayError::DeploymentNotFound(d) => GatewayError::UnknownDeployment(d),
+            other => other,
+        })?;
     Ok(answer(outcome, request_id))
 }
 

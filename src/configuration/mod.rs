@@ -36,6 +36,8 @@ pub struct Configuration {
     pub routes: Arc<RouteTable>,
     pub prefect_url: Url,
     pub prefect_auth: PrefectAuth,
+    /// CA certificates trusted for an `https://` Prefect besides the system's (`prefect.ca_file`).
+    pub prefect_roots: Vec<reqwest::Certificate>,
     /// Bearer token for `/admin/…` on the admin listener; `None` disables those endpoints.
     pub admin_token: Option<secrecy::SecretString>,
     /// Tokens of the internal API (`/api/v1`); empty turns it off.
@@ -123,12 +125,14 @@ impl Configuration {
             }
         };
         let prefect_url = parse_api_url(&settings.prefect.api_url, &mut issues);
+        let prefect_roots = read_roots(settings.prefect.ca_file.as_deref(), &mut issues);
         match (routes, prefect_url, api_tokens) {
             (Some(routes), Some(prefect_url), Some(api_tokens)) if issues.is_empty() => Ok(Self {
                 settings,
                 routes: Arc::new(routes),
                 prefect_url,
                 prefect_auth,
+                prefect_roots,
                 admin_token: None,
                 api_tokens: Arc::new(api_tokens),
             }),
@@ -224,12 +228,8 @@ fn parse_api_url(raw: &str, issues: &mut Vec<ConfigIssue>) -> Option<Url> {
         })
     };
     match Url::parse(raw) {
-        Ok(url) if url.scheme() == "https" => {
-            push("https is not built in: reach Prefect over http on a private network, or through a local TLS proxy".into());
-            None
-        }
-        Ok(url) if url.scheme() != "http" => {
-            push("must be an http URL".into());
+        Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
+            push("must be an http or https URL".into());
             None
         }
         Ok(url) if !url.username().is_empty() || url.password().is_some() => {
@@ -242,6 +242,40 @@ fn parse_api_url(raw: &str, issues: &mut Vec<ConfigIssue>) -> Option<Url> {
         Err(e) => {
             push(format!("is not a URL: {e}"));
             None
+        }
+    }
+}
+
+/// The certificates of `prefect.ca_file` (PEM, one or more), checked at load.
+fn read_roots(path: Option<&Path>, issues: &mut Vec<ConfigIssue>) -> Vec<reqwest::Certificate> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let mut push = |message: String| {
+        issues.push(ConfigIssue {
+            path: "prefect.ca_file".into(),
+            message,
+        })
+    };
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            push(format!("cannot read {}: {e}", path.display()));
+            return Vec::new();
+        }
+    };
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(roots) if !roots.is_empty() => roots,
+        Ok(_) => {
+            push(format!("{} holds no PEM certificate", path.display()));
+            Vec::new()
+        }
+        Err(e) => {
+            push(format!(
+                "{} is not a PEM certificate bundle: {e}",
+                path.display()
+            ));
+            Vec::new()
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct PrefectSettings {
     pub deployment_cache_ttl_secs: u64,
     /// Most deployments held in the cache.
     pub deployment_cache_capacity: u64,
+    /// PEM file of CA certificates trusted for an `https://` `api_url`, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PrefectSettings {
@@ -123,6 +125,7 @@ impl Default for PrefectSettings {
             retry_max_delay_ms: 2_000,
             deployment_cache_ttl_secs: 300,
             deployment_cache_capacity: 1_000,
+            ca_file: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 use serde::Serialize;
 
 /// One failing input field, as reported in a 422 body: `{"field": "...", "message": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

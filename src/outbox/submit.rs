@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{classify, Outbox, Outcome};
+use super::{classify, Failure, Outbox, Outcome};
 use crate::breaker::Breaker;
 use crate::error::GatewayError;
 use crate::pipeline::dispatch::dispatch;
@@ -71,7 +71,9 @@ impl Submitter {
                 if failure.counts_against_prefect() {
                     self.breaker.failure();
                 }
-                if queues && failure.is_deferrable() {
+                let deferrable = failure.is_deferrable()
+                    && (failure != Failure::Missing || plan.route.queues_missing());
+                if queues && deferrable {
                     self.outbox.queue(plan, &format!("{}: {e}", e.code())).await
                 } else {
                     Err(e)

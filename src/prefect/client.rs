@@ -60,8 +60,15 @@ impl std::fmt::Debug for PrefectClient {
 }
 
 impl PrefectClient {
-    pub fn new(base: Url, auth: &PrefectAuth, s: &PrefectSettings) -> Result<Self, reqwest::Error> {
-        let http = PerThreadHttp::new(s.timeout().min(Duration::from_secs(5)))?;
+    /// A client of the API at `base`; an `https` base is verified against the system's CA
+    /// certificates and `roots`.
+    pub fn new(
+        base: Url,
+        auth: &PrefectAuth,
+        s: &PrefectSettings,
+        roots: &[reqwest::Certificate],
+    ) -> Result<Self, reqwest::Error> {
+        let http = PerThreadHttp::new(s.timeout().min(Duration::from_secs(5)), roots)?;
         let auth = match auth {
             PrefectAuth::None => None,
             PrefectAuth::Basic(secret) => Some(format!(

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -22,17 +23,24 @@ thread_local! {
 pub(super) struct PerThreadHttp {
     id: u64,
     connect_timeout: Duration,
+    /// CA certificates trusted besides the system's.
+    roots: Arc<[reqwest::Certificate]>,
     /// Built at construction (so a bad setting fails there); used where a thread's own client
     /// cannot be built.
     fallback: reqwest::Client,
 }
 
 impl PerThreadHttp {
-    pub(super) fn new(connect_timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub(super) fn new(
+        connect_timeout: Duration,
+        roots: &[reqwest::Certificate],
+    ) -> Result<Self, reqwest::Error> {
+        let roots: Arc<[reqwest::Certificate]> = roots.into();
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
-            fallback: build(connect_timeout)?,
+            fallback: build(connect_timeout, &roots)?,
+            roots,
         })
     }
 
@@ -43,18 +51,23 @@ impl PerThreadHttp {
             if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return client.clone();
             }
-            let client = build(self.connect_timeout).unwrap_or_else(|_| self.fallback.clone());
+            let client =
+                build(self.connect_timeout, &self.roots).unwrap_or_else(|_| self.fallback.clone());
             clients.push((self.id, client.clone()));
             client
         })
     }
 }
 
-fn build(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+fn build(
+    connect_timeout: Duration,
+    roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge(roots.iter().cloned())
         .build()
 }
 
@@ -64,7 +77,7 @@ mod tests {
 
     #[test]
     fn each_thread_gets_its_own_client_and_keeps_it() {
-        let http = PerThreadHttp::new(Duration::from_secs(1)).unwrap();
+        let http = PerThreadHttp::new(Duration::from_secs(1), &[]).unwrap();
         let here = http.client();
         let again = http.client();
         // Same pool on the same thread: reqwest clients compare by nothing, so count instead.

@@ -33,13 +33,14 @@ impl PrefectClient {
             .await
     }
 
-    /// `POST /flow_runs/filter`: runs of one deployment, newest first (by creation), at most
-    /// `limit`, optionally in some state types and created before a time (the cursor).
+    /// `POST /flow_runs/filter`: runs of one deployment, newest first (by expected start time),
+    /// at most `limit`, optionally in some state types, and expected to start at or before a
+    /// time except some runs (the cursor: the runs already shown at that time).
     pub async fn filter_flow_runs(
         &self,
         deployment_id: uuid::Uuid,
         state_types: &[String],
-        created_before: Option<&str>,
+        before: Option<(&str, &[uuid::Uuid])>,
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<Value>, PrefectError> {
@@ -48,8 +49,11 @@ impl PrefectClient {
         if !state_types.is_empty() {
             flow_runs["state"] = json!({ "type": { "any_": state_types } });
         }
-        if let Some(before) = created_before {
-            flow_runs["expected_start_time"] = json!({ "before_": before });
+        if let Some((time, shown)) = before {
+            flow_runs["expected_start_time"] = json!({ "before_": time });
+            if !shown.is_empty() {
+                flow_runs["id"] = json!({ "not_any_": shown });
+            }
         }
         let body =
             json!({ "flow_runs": flow_runs, "sort": "EXPECTED_START_TIME_DESC", "limit": limit });

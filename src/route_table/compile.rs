@@ -194,6 +194,7 @@ fn compile_route(
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect(),
+        queue_missing: true,
     })
 }
 

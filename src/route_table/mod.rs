@@ -75,6 +75,9 @@ pub struct Route {
     pub(crate) fields: Vec<FieldRule>,
     /// Lower-case header names never stored in the rejection log.
     pub(crate) secret_headers: Vec<String>,
+    /// A deployment Prefect says does not exist: queued until it appears (a configured route),
+    /// or refused with 404 at once (the API, whose caller named it).
+    pub(crate) queue_missing: bool,
 }
 
 impl Route {
@@ -101,6 +104,7 @@ impl Route {
             constants: BTreeMap::new(),
             fields: Vec::new(),
             secret_headers: Vec::new(),
+            queue_missing: false,
         }
     }
 
@@ -138,6 +142,11 @@ impl Route {
     /// Whether requests Prefect cannot take now are queued (else the upstream error is answered).
     pub fn queues(&self) -> bool {
         self.queue
+    }
+
+    /// Whether a request for a deployment Prefect does not know is queued (else 404).
+    pub fn queues_missing(&self) -> bool {
+        self.queue_missing
     }
 
     /// Weight of this route when several routes have requests waiting in the outbox.

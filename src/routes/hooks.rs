@@ -219,8 +219,13 @@ fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
         .transpose()
 }
 
-#[derive(Serialize)]
-struct Answer<'a> {
+/// The answer to an accepted request (a webhook or an API trigger).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Answer<'a> {
+    /// `created`: the run exists (`flow_run_id`); `queued`: stored on disk, to be delivered
+    /// (`delivery_id`: follow it at `/api/v1/deliveries/{delivery_id}`); `duplicate`: this
+    /// request was answered before (the first answer's id).
+    #[schema(value_type = String, pattern = "^(created|queued|duplicate)$")]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     flow_run_id: Option<uuid::Uuid>,

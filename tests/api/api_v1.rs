@@ -12,12 +12,12 @@ use crate::e2e::{prefect_api, wait_completed};
 use crate::fakes::FreshFlowRun;
 use crate::helpers::*;
 
-const BACKEND: &str = "backend-token-0123456789";
-const CRM: &str = "crm-token-0123456789ab";
-const DEPLOYMENT: &str = "christmas-signup-handler/website";
+pub(crate) const BACKEND: &str = "backend-token-0123456789";
+pub(crate) const CRM: &str = "crm-token-0123456789ab";
+pub(crate) const DEPLOYMENT: &str = "christmas-signup-handler/website";
 
 /// The shipped config plus a second, narrower token (`crm`: one other deployment, trigger only).
-fn app_config(prefect_api: &str) -> flowgate::configuration::Configuration {
+pub(crate) fn app_config(prefect_api: &str) -> flowgate::configuration::Configuration {
     let toml = r#"
 [[api.tokens]]
 name = "crm"
@@ -77,7 +77,7 @@ async fn delivery(app: &TestApp, id: &str) -> Value {
 }
 
 /// Polls the delivery until it is `delivered`; returns its flow run id.
-async fn delivered_run(app: &TestApp, id: &str) -> String {
+pub(crate) async fn delivered_run(app: &TestApp, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = delivery(app, id).await;
