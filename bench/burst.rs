@@ -146,8 +146,8 @@ async fn main() -> Result<(), Error> {
     let deployment = settings
         .routes
         .get("christmas-signup")
-        .map(|r| r.deployment.clone())
-        .ok_or("config/default.toml has no christmas-signup route")?;
+        .and_then(|r| r.deployment.clone())
+        .ok_or("config/default.toml has no christmas-signup route with a deployment")?;
     let found: Value = client
         .get(format!("{api}/deployments/name/{deployment}"))
         .send()

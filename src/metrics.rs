@@ -22,7 +22,7 @@ use crate::pipeline::verify::unix_now;
 use crate::prefect::{ConcurrencyLimit, PrefectMetrics};
 use crate::ratelimit::KeyedLimiter;
 use crate::request_log::{RequestLabels, RouteLabels};
-use crate::route_table::RouteTable;
+use crate::route_table::{IgnoredReason, RouteTable};
 use crate::store::Store;
 
 /// Upper bounds (seconds) of the latency histograms: 1 ms to 10 s, about 2.5x apart. A request
@@ -80,6 +80,7 @@ pub struct Metrics {
     prefect_limit: Gauge,
     prefect_in_flight: Gauge,
     prefect_overloads: Gauge,
+    ignored: Family<IgnoredLabel, Counter>,
     sources: Sources,
 }
 
@@ -184,8 +185,16 @@ impl Metrics {
             "Runs created from the outbox since start",
             sources.meter.delivered_counter(),
         );
+        let ignored = Family::<IgnoredLabel, Counter>::default();
+        registry.register(
+            "ignored",
+            "Authentic, well-formed requests that started nothing, by route and reason \
+             (filtered: a route filter did not hold; no_matching_target: no target wanted it)",
+            ignored.clone(),
+        );
         Self {
             registry,
+            ignored,
             ratelimit_keys,
             routes,
             outbox_queued,
@@ -227,10 +236,31 @@ impl Metrics {
                 })
                 .set(clamp(queued));
         }
+        for route in s.routes.iter() {
+            for reason in IgnoredReason::ALL {
+                let count = route.ignored().get(reason);
+                if count > 0 {
+                    let label = IgnoredLabel {
+                        route: route.name().to_string(),
+                        reason: reason.code(),
+                    };
+                    self.ignored
+                        .get_or_create(&label)
+                        .inner()
+                        .store(count, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct IgnoredLabel {
+    route: String,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -15,8 +15,13 @@ pub struct SchemaReport {
 }
 
 pub fn compare(route: &Route, schema: &Value) -> SchemaReport {
+    compare_at(route, schema, &format!("routes.{}", route.name()))
+}
+
+/// `compare` for a route or one of its targets, whose issues start with `path`.
+pub fn compare_at(route: &Route, schema: &Value, path: &str) -> SchemaReport {
     let mut report = SchemaReport::default();
-    let path = format!("routes.{}", route.name());
+    let path = path.to_owned();
     let properties = schema.get("properties").and_then(Value::as_object);
     let required: Vec<&str> = schema
         .get("required")
@@ -113,6 +118,7 @@ fn produced_type(kind: FieldKind) -> &'static str {
         | FieldKind::Url
         | FieldKind::Enum
         | FieldKind::Uuid => "string",
+        FieldKind::Object => "object",
     }
 }
 
@@ -136,18 +142,29 @@ pub async fn check_against_prefect(
     .map_err(PrefectError::Connect)?;
     client.health(Duration::from_secs(3)).await?;
     let mut reports = Vec::new();
+    let mut mappings = Vec::new();
     for route in config.routes.iter() {
+        if route.targets().is_empty() {
+            mappings.push((format!("routes.{}", route.name()), route.clone()));
+        }
+        for (i, target) in route.targets().iter().enumerate() {
+            mappings.push((
+                format!("routes.{}.targets[{i}]", route.name()),
+                target.route().clone(),
+            ));
+        }
+    }
+    for (path, route) in &mappings {
         let deadline = Deadline::after(Duration::from_secs(5));
         let report = match client
             .read_deployment(route.deployment(), deadline, Patience::UntilDeadline)
             .await
         {
             Ok(deployment) => match &deployment.parameter_schema {
-                Some(schema) if schema.is_object() => compare(route, schema),
+                Some(schema) if schema.is_object() => compare_at(route, schema, path),
                 _ => SchemaReport {
                     notes: vec![format!(
-                        "routes.{}: {} publishes no parameter schema",
-                        route.name(),
+                        "{path}: {} publishes no parameter schema",
                         route.deployment()
                     )],
                     ..SchemaReport::default()
@@ -155,7 +172,7 @@ pub async fn check_against_prefect(
             },
             Err(e) => SchemaReport {
                 issues: vec![ConfigIssue {
-                    path: format!("routes.{}.deployment", route.name()),
+                    path: format!("{path}.deployment"),
                     message: match e {
                         PrefectError::NotFound => {
                             format!("{} does not exist in Prefect", route.deployment())

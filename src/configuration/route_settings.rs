@@ -11,8 +11,8 @@ use crate::ratelimit::LimitSettings;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSettings {
-    /// Target deployment, `flow-name/deployment-name`.
-    pub deployment: String,
+    /// Target deployment, `flow-name/deployment-name` (unless the route lists `targets`).
+    pub deployment: Option<String>,
     /// Authentication: `"none"` (said explicitly) or a table, see `AuthSettings`.
     pub auth: serde_json::Value,
     /// Client networks allowed to call this route (CIDRs); empty allows all.
@@ -55,15 +55,71 @@ pub struct RouteSettings {
     /// (beyond the built-in ones: credentials, cookies, signatures).
     #[serde(default)]
     pub secret_headers: Vec<String>,
+    /// Conditions that must all hold for a run to start; otherwise 202 `ignored`.
+    #[serde(default)]
+    pub filters: Vec<ConditionSettings>,
+    /// Several destinations for one endpoint: the first target whose filters all hold gets
+    /// the run. A route with targets sets no `deployment`, `fields`, `constants` or `run_name`.
+    #[serde(default)]
+    pub targets: Vec<TargetSettings>,
+}
+
+/// One destination of a route with several: its own filters, deployment and mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    /// Target deployment, `flow-name/deployment-name`.
+    pub deployment: String,
+    /// Conditions that must all hold for this target to take the request.
+    #[serde(default)]
+    pub filters: Vec<ConditionSettings>,
+    /// Tags put on this target's runs (besides the route's own `tags`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Flow run name template, as on a route.
+    pub run_name: Option<String>,
+    /// Parameters sent with every run of this target.
+    #[serde(default)]
+    pub constants: BTreeMap<String, serde_json::Value>,
+    /// Accepted input fields and their rules, as on a route.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSettings>,
+}
+
+/// One filter condition: where to look (`path` or `header`) and one test.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSettings {
+    /// A path into the body, e.g. `data.object.status`.
+    pub path: Option<String>,
+    /// A request header, e.g. `X-GitHub-Event`.
+    pub header: Option<String>,
+    /// The value must equal this (a string also matches a form's or header's text of a
+    /// number or boolean).
+    pub equals: Option<serde_json::Value>,
+    /// The value must equal one of these.
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// true: the value must be present (and not null); false: it must be absent.
+    pub exists: Option<bool>,
+    /// A regular expression the whole text value must match.
+    pub matches: Option<String>,
 }
 
 /// The rule for one input field.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSettings {
-    /// string, integer, number, boolean, email, url, enum, uuid.
+    /// string, integer, number, boolean, email, url, enum, uuid, object (a JSON object passed
+    /// whole: the object at `path`, or the whole body without one).
     #[serde(rename = "type")]
     pub kind: String,
+    /// Where in the body the value is: `repository.full_name`, `line_items[0].sku`. Without
+    /// `path` or `header`, the top-level key named like the field.
+    pub path: Option<String>,
+    /// The request header holding the value, e.g. `X-GitHub-Event`.
+    pub header: Option<String>,
+    /// Largest size of an object value, as compact JSON (default 65536).
+    pub max_bytes: Option<usize>,
     /// Whether the field must be present; defaults to true unless `default` is set.
     pub required: Option<bool>,
     /// Value used when an optional field is absent or empty.

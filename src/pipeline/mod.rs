@@ -1,8 +1,8 @@
 //! The stages of one request, cheapest first. Each takes the previous stage's type and returns
 //! the next one's, or a `GatewayError` with one stable code.
 //!
-//! client → limit → route → content type → body → verify → limit → dedup → parse → honeypot →
-//! fields → map → resolve → dispatch
+//! client → limit → route → content type → body → verify → limit → parse → select (filters,
+//! targets) → dedup → honeypot → fields → map → resolve → dispatch
 
 pub mod body;
 pub mod client;
@@ -13,9 +13,11 @@ pub mod fields;
 pub mod honeypot;
 pub mod map;
 pub mod parse;
+pub mod path;
 pub mod ratelimit;
 pub mod recent;
 pub mod resolve;
 pub mod route;
 pub mod schema;
+pub mod select;
 pub mod verify;

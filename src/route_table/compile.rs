@@ -1,20 +1,18 @@
 //! Turns `RouteSettings` into checked `Route`s, collecting every problem with its config path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-
-use regex::Regex;
 
 use ipnet::IpNet;
 
 use super::auth::{compile_auth, EnvLookup};
 use super::cors::compile_cors;
-use super::field::{FieldKind, FieldRule, Presence};
-use super::template::{RunNameTemplate, BUILTIN_PLACEHOLDERS};
+use super::filter::compile_filter;
+use super::target::{compile_mapping, compile_targets, IgnoredCounts, MappingSettings, Target};
 use super::{ContentKind, Route, RouteTable, UnknownFields};
-use crate::configuration::{FieldSettings, RouteSettings};
-use crate::domain::{DeploymentRef, RouteName};
+use crate::configuration::RouteSettings;
+use crate::domain::RouteName;
 use crate::ratelimit::KeyedLimiter;
 
 /// Largest body a route may accept.
@@ -49,6 +47,15 @@ impl Issues {
 
     pub(super) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    pub(super) fn into_vec(self) -> Vec<ConfigIssue> {
+        self.0
+    }
+
+    #[cfg(test)]
+    pub(super) fn messages(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
     }
 }
 
@@ -87,9 +94,6 @@ fn compile_route(
     let route_name = RouteName::parse(name)
         .map_err(|e| issues.push(path, format!("route name {e}")))
         .ok();
-    let deployment = DeploymentRef::parse(&s.deployment)
-        .map_err(|e| issues.push(format!("{path}.deployment"), e.to_string()))
-        .ok();
     let auth = compile_auth(&s.auth, path, env, issues);
     let allow_ips: Vec<IpNet> = s
         .allow_ips
@@ -120,14 +124,6 @@ fn compile_route(
             format!("must be between 1 and {MAX_BODY_LIMIT}"),
         );
     }
-    for (i, tag) in s.tags.iter().enumerate() {
-        if tag.trim().is_empty() || tag.len() > 200 {
-            issues.push(
-                format!("{path}.tags[{i}]"),
-                "must be 1 to 200 characters, not blank",
-            );
-        }
-    }
     if !(1..=MAX_SHARE).contains(&s.share) {
         issues.push(
             format!("{path}.share"),
@@ -148,34 +144,48 @@ fn compile_route(
         .cors
         .as_ref()
         .and_then(|c| compile_cors(c, &format!("{path}.cors"), issues));
+    let targets = compile_targets(s, path, issues);
+    let mapping = compile_mapping(
+        MappingSettings {
+            deployment: s.deployment.as_deref(),
+            fields: &s.fields,
+            run_name: s.run_name.as_ref(),
+            constants: &s.constants,
+            tags: &s.tags,
+        },
+        path,
+        issues,
+    );
+    if s.deployment.is_none() && s.targets.is_empty() {
+        issues.push(
+            format!("{path}.deployment"),
+            "is required (or list `targets`, each with its deployment)",
+        );
+    }
+    // A route with targets shows its first target's deployment in listings.
+    let deployment = mapping.deployment.or_else(|| {
+        targets
+            .first()
+            .and_then(|(_, first)| first.deployment.clone())
+    });
+    let filter = compile_filter(&s.filters, &format!("{path}.filters"), issues);
     if let Some(field) = &s.honeypot {
-        if field.is_empty() || s.fields.contains_key(field) {
+        let taken =
+            s.fields.contains_key(field) || s.targets.iter().any(|t| t.fields.contains_key(field));
+        if field.is_empty() || taken {
             issues.push(
                 format!("{path}.honeypot"),
                 "must name a field that is not one of the route's fields",
             );
         }
     }
-    let fields: Vec<FieldRule> = s
-        .fields
-        .iter()
-        .filter_map(|(fname, f)| compile_field(fname, f, &format!("{path}.fields.{fname}"), issues))
-        .collect();
-    check_parameter_names(&fields, &s.constants, path, issues);
-    let run_name = s.run_name.as_ref().and_then(|raw| {
-        let mut known: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-        known.extend(BUILTIN_PLACEHOLDERS);
-        RunNameTemplate::parse(raw, &known)
-            .map_err(|e| issues.push(format!("{path}.run_name"), e))
-            .ok()
-    });
-    if issues.0.len() > before {
+    if issues.len() > before {
         return None;
     }
-    Some(Route {
+    let route = Route {
         name: route_name?,
         deployment: deployment?,
-        auth: auth?,
+        auth: Arc::new(auth?),
         allow_ips,
         limiter,
         cors,
@@ -185,17 +195,30 @@ fn compile_route(
         content_types,
         unknown_fields,
         max_body_bytes,
-        tags: s.tags.clone(),
-        run_name,
-        constants: s.constants.clone(),
-        fields,
+        tags: mapping.tags,
+        run_name: mapping.run_name,
+        constants: mapping.constants,
+        fields: mapping.fields,
+        filter,
+        targets: Vec::new(),
+        ignored: IgnoredCounts::default(),
         secret_headers: s
             .secret_headers
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         queue_missing: true,
-    })
+    };
+    let targets = targets
+        .into_iter()
+        .filter_map(|(filter, mapping)| {
+            Some(Target {
+                filter,
+                route: Arc::new(route.for_target(mapping)?),
+            })
+        })
+        .collect();
+    Some(Route { targets, ..route })
 }
 
 fn content_types(raw: &[String], path: &str, issues: &mut Issues) -> Vec<ContentKind> {
@@ -221,181 +244,6 @@ fn content_types(raw: &[String], path: &str, issues: &mut Issues) -> Vec<Content
         }
     }
     kinds
-}
-
-/// Two fields (or a field and a constant) must not become the same flow parameter.
-fn check_parameter_names(
-    fields: &[FieldRule],
-    constants: &BTreeMap<String, serde_json::Value>,
-    path: &str,
-    issues: &mut Issues,
-) {
-    let mut seen = BTreeSet::new();
-    for f in fields {
-        if !seen.insert(f.param.as_str()) {
-            issues.push(
-                format!("{path}.fields.{}.param", f.name),
-                format!("parameter \"{}\" is already set by another field", f.param),
-            );
-        }
-    }
-    for key in constants.keys() {
-        if !is_parameter_name(key) {
-            issues.push(
-                format!("{path}.constants.{key}"),
-                "is not a valid parameter name",
-            );
-        } else if seen.contains(key.as_str()) {
-            issues.push(
-                format!("{path}.constants.{key}"),
-                "is also set by a field; a parameter has one source",
-            );
-        }
-    }
-}
-
-/// Flow parameters are Python identifiers.
-fn is_parameter_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn compile_field(
-    name: &str,
-    f: &FieldSettings,
-    path: &str,
-    issues: &mut Issues,
-) -> Option<FieldRule> {
-    let before = issues.0.len();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        issues.push(path, "field names must be 1 to 128 printable characters");
-    }
-    let Some(kind) = FieldKind::parse(&f.kind) else {
-        issues.push(
-            format!("{path}.type"),
-            format!(
-                "unknown type \"{}\"; expected one of: {}",
-                f.kind,
-                FieldKind::NAMES.join(", ")
-            ),
-        );
-        return None;
-    };
-    let param = f.param.clone().unwrap_or_else(|| name.to_owned());
-    if !is_parameter_name(&param) {
-        let at = if f.param.is_some() {
-            format!("{path}.param")
-        } else {
-            path.to_owned()
-        };
-        issues.push(
-            at,
-            format!("\"{param}\" is not a valid flow parameter name; set `param`"),
-        );
-    }
-    check_bounds(kind, f, path, issues);
-    let pattern = f.pattern.as_ref().and_then(|p| {
-        if kind != FieldKind::String {
-            issues.push(format!("{path}.pattern"), "applies to string fields only");
-            return None;
-        }
-        Regex::new(&format!("^(?:{p})$"))
-            .map_err(|e| {
-                issues.push(
-                    format!("{path}.pattern"),
-                    format!("invalid regular expression: {e}"),
-                )
-            })
-            .ok()
-    });
-    let values = match (&f.values, kind) {
-        (Some(v), FieldKind::Enum) if v.is_empty() => {
-            issues.push(format!("{path}.values"), "must list at least one value");
-            vec![]
-        }
-        (Some(v), FieldKind::Enum) => v.clone(),
-        (None, FieldKind::Enum) => {
-            issues.push(
-                format!("{path}.values"),
-                "an enum field needs its list of values",
-            );
-            vec![]
-        }
-        (Some(_), _) => {
-            issues.push(format!("{path}.values"), "applies to enum fields only");
-            vec![]
-        }
-        (None, _) => vec![],
-    };
-    let mut rule = FieldRule {
-        name: name.to_owned(),
-        param,
-        kind,
-        presence: Presence::Required,
-        min: f.min,
-        max: f.max,
-        min_length: f.min_length,
-        max_length: f.max_length,
-        pattern,
-        values,
-    };
-    rule.presence = match (f.required, &f.default) {
-        (Some(true), Some(_)) => {
-            issues.push(
-                format!("{path}.default"),
-                "a required field cannot have a default",
-            );
-            Presence::Required
-        }
-        (_, Some(default)) => match rule.check(default) {
-            Ok(typed) => Presence::Optional(Some(typed)),
-            Err(msg) => {
-                issues.push(format!("{path}.default"), format!("the default {msg}"));
-                Presence::Required
-            }
-        },
-        (Some(false), None) => Presence::Optional(None),
-        (Some(true) | None, None) => Presence::Required,
-    };
-    (issues.0.len() == before).then_some(rule)
-}
-
-fn check_bounds(kind: FieldKind, f: &FieldSettings, path: &str, issues: &mut Issues) {
-    for (key, value) in [("min", f.min), ("max", f.max)] {
-        let Some(v) = value else { continue };
-        if !kind.is_numeric() {
-            issues.push(
-                format!("{path}.{key}"),
-                "applies to integer and number fields only",
-            );
-        } else if !v.is_finite() || (kind == FieldKind::Integer && v.fract() != 0.0) {
-            issues.push(
-                format!("{path}.{key}"),
-                format!("must be a finite {}", kind.name()),
-            );
-        }
-    }
-    if let (Some(lo), Some(hi)) = (f.min, f.max) {
-        if lo > hi {
-            issues.push(format!("{path}.min"), "is greater than max");
-        }
-    }
-    for (key, value) in [("min_length", f.min_length), ("max_length", f.max_length)] {
-        if value.is_some() && !kind.is_textual() {
-            issues.push(
-                format!("{path}.{key}"),
-                "applies to string, email, url and enum fields only",
-            );
-        }
-    }
-    if let (Some(lo), Some(hi)) = (f.min_length, f.max_length) {
-        if lo > hi {
-            issues.push(format!("{path}.min_length"), "is greater than max_length");
-        }
-    }
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`).

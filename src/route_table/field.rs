@@ -1,8 +1,11 @@
 //! One input field's rule, and the check that turns a raw value into a typed one.
 //! Website forms send every value as a string, so numbers and booleans are read from strings too.
 
+use actix_web::http::header::HeaderName;
 use regex::Regex;
 use serde_json::{Number, Value};
+
+use crate::pipeline::path::BodyPath;
 use validator::{ValidateEmail, ValidateLength, ValidateRange, ValidateUrl};
 
 /// The type of an input field.
@@ -16,11 +19,13 @@ pub enum FieldKind {
     Url,
     Enum,
     Uuid,
+    /// A JSON object passed whole: the body itself, or the object at a path.
+    Object,
 }
 
 impl FieldKind {
-    pub const NAMES: [&'static str; 8] = [
-        "string", "integer", "number", "boolean", "email", "url", "enum", "uuid",
+    pub const NAMES: [&'static str; 9] = [
+        "string", "integer", "number", "boolean", "email", "url", "enum", "uuid", "object",
     ];
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -33,6 +38,7 @@ impl FieldKind {
             "url" => Self::Url,
             "enum" => Self::Enum,
             "uuid" => Self::Uuid,
+            "object" => Self::Object,
             _ => return None,
         })
     }
@@ -47,6 +53,7 @@ impl FieldKind {
             Self::Url => "url",
             Self::Enum => "enum",
             Self::Uuid => "uuid",
+            Self::Object => "object",
         }
     }
 
@@ -67,11 +74,42 @@ pub enum Presence {
     Optional(Option<Value>),
 }
 
+/// Where a field's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldSource {
+    /// The top-level key named like the field (a JSON key or a form field), as sent.
+    Key(String),
+    /// A path into the body, e.g. `repository.full_name` or `line_items[0].sku`.
+    Path(BodyPath),
+    /// A request header (name kept as configured, looked up case-insensitively).
+    Header(HeaderName),
+    /// The whole parsed body (an `object` field without a path).
+    Body,
+}
+
+impl FieldSource {
+    /// How errors name the field: its key, its path, or `header <Name>`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Key(k) => k.clone(),
+            Self::Path(p) => p.to_string(),
+            Self::Header(h) => format!("header {h}"),
+            Self::Body => "body".into(),
+        }
+    }
+}
+
+/// Largest serialized size of an `object` field's value unless `max_bytes` says otherwise.
+pub const DEFAULT_OBJECT_MAX_BYTES: usize = 64 * 1024;
+
 /// A checked field rule, built only by `route_table::compile`.
 #[derive(Debug, Clone)]
 pub struct FieldRule {
     pub(crate) name: String,
     pub(crate) param: String,
+    pub(crate) source: FieldSource,
+    /// Cap on the serialized size of an `object` value.
+    pub(crate) max_bytes: usize,
     pub(crate) kind: FieldKind,
     pub(crate) presence: Presence,
     pub(crate) min: Option<f64>,
@@ -94,6 +132,10 @@ impl FieldRule {
 
     pub fn kind(&self) -> FieldKind {
         self.kind
+    }
+
+    pub fn source(&self) -> &FieldSource {
+        &self.source
     }
 
     pub fn presence(&self) -> &Presence {
@@ -134,6 +176,15 @@ impl FieldRule {
                 let id = uuid::Uuid::parse_str(s).map_err(|_| "must be a UUID".to_owned())?;
                 Value::String(id.hyphenated().to_string())
             }
+            FieldKind::Object => {
+                if !raw.is_object() {
+                    return Err("must be an object".into());
+                }
+                if serialized_len(raw) > self.max_bytes {
+                    return Err(format!("must be at most {} bytes as JSON", self.max_bytes));
+                }
+                raw.clone()
+            }
         };
         self.check_bounds(&value)?;
         Ok(value)
@@ -161,6 +212,25 @@ impl FieldRule {
             }
         }
         Ok(())
+    }
+}
+
+/// Bytes `value` takes as compact JSON, counted without building the text.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -238,6 +308,8 @@ mod tests {
         FieldRule {
             name: "f".into(),
             param: "f".into(),
+            source: FieldSource::Key("f".into()),
+            max_bytes: DEFAULT_OBJECT_MAX_BYTES,
             kind,
             presence: Presence::Required,
             min: None,
@@ -328,6 +400,20 @@ mod tests {
             Err("does not match the required pattern".into())
         );
         assert_eq!(r.check(&json!(12)), Err("must be a string".into()));
+    }
+
+    #[test]
+    fn objects_pass_whole_up_to_their_size_cap() {
+        let r = FieldRule {
+            max_bytes: 20,
+            ..rule(FieldKind::Object)
+        };
+        assert_eq!(r.check(&json!({"a": [1, 2]})), Ok(json!({"a": [1, 2]})));
+        assert_eq!(r.check(&json!([1])), Err("must be an object".into()));
+        assert_eq!(
+            r.check(&json!({"a": "x".repeat(20)})),
+            Err("must be at most 20 bytes as JSON".into())
+        );
     }
 
     #[test]

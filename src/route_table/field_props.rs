@@ -4,13 +4,15 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::field::{FieldKind, FieldRule, Presence};
+use super::field::{FieldKind, FieldRule, FieldSource, Presence, DEFAULT_OBJECT_MAX_BYTES};
 use super::template::{RunNameTemplate, MAX_RUN_NAME_CHARS};
 
 fn rule(kind: FieldKind, min: Option<f64>, max: Option<f64>) -> FieldRule {
     FieldRule {
         name: "f".into(),
         param: "f".into(),
+        source: FieldSource::Key("f".into()),
+        max_bytes: DEFAULT_OBJECT_MAX_BYTES,
         kind,
         presence: Presence::Required,
         min,

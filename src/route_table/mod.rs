@@ -2,10 +2,13 @@
 
 mod auth;
 mod compile;
+mod compile_field;
 mod cors;
 mod field;
 #[cfg(test)]
 mod field_props;
+mod filter;
+mod target;
 mod template;
 
 use std::collections::BTreeMap;
@@ -18,7 +21,9 @@ use crate::domain::{DeploymentRef, RouteName};
 pub use auth::{EnvLookup, RouteAuth, DEFAULT_TOLERANCE_SECS};
 pub use compile::{compile_routes, parse_network, ConfigIssue};
 pub use cors::CorsPolicy;
-pub use field::{FieldKind, FieldRule, Presence};
+pub use field::{FieldKind, FieldRule, FieldSource, Presence};
+pub use filter::{parse_condition, Condition, Filter};
+pub use target::{IgnoredCounts, IgnoredReason, Target};
 pub use template::{RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
 
 /// A body encoding a route accepts.
@@ -59,7 +64,7 @@ pub enum UnknownFields {
 pub struct Route {
     pub(crate) name: RouteName,
     pub(crate) deployment: DeploymentRef,
-    pub(crate) auth: RouteAuth,
+    pub(crate) auth: Arc<RouteAuth>,
     pub(crate) allow_ips: Vec<ipnet::IpNet>,
     pub(crate) limiter: Option<crate::ratelimit::KeyedLimiter<()>>,
     pub(crate) cors: Option<CorsPolicy>,
@@ -73,6 +78,12 @@ pub struct Route {
     pub(crate) run_name: Option<RunNameTemplate>,
     pub(crate) constants: BTreeMap<String, Value>,
     pub(crate) fields: Vec<FieldRule>,
+    /// Conditions that must hold for any run to start.
+    pub(crate) filter: Filter,
+    /// Destinations by event; empty: the route's own deployment and mapping.
+    pub(crate) targets: Vec<Target>,
+    /// Requests answered `ignored`, by reason.
+    pub(crate) ignored: IgnoredCounts,
     /// Lower-case header names never stored in the rejection log.
     pub(crate) secret_headers: Vec<String>,
     /// A deployment Prefect says does not exist: queued until it appears (a configured route),
@@ -89,7 +100,7 @@ impl Route {
         Self {
             name,
             deployment,
-            auth: RouteAuth::None,
+            auth: Arc::new(RouteAuth::None),
             allow_ips: Vec::new(),
             limiter: None,
             cors: None,
@@ -103,9 +114,56 @@ impl Route {
             run_name: None,
             constants: BTreeMap::new(),
             fields: Vec::new(),
+            filter: Filter::default(),
+            targets: Vec::new(),
+            ignored: IgnoredCounts::default(),
             secret_headers: Vec::new(),
             queue_missing: false,
         }
+    }
+
+    /// This route as one of its targets maps it: the target's deployment, fields, run name
+    /// and constants, the route's tags then the target's. The route's own rate limit is
+    /// checked before a target is chosen, so a target has none of its own.
+    fn for_target(&self, m: target::Mapping) -> Option<Self> {
+        Some(Self {
+            name: self.name.clone(),
+            deployment: m.deployment?,
+            auth: Arc::clone(&self.auth),
+            allow_ips: self.allow_ips.clone(),
+            limiter: None,
+            cors: self.cors.clone(),
+            honeypot: self.honeypot.clone(),
+            queue: self.queue,
+            share: self.share,
+            content_types: self.content_types.clone(),
+            unknown_fields: self.unknown_fields,
+            max_body_bytes: self.max_body_bytes,
+            tags: self.tags.iter().chain(&m.tags).cloned().collect(),
+            run_name: m.run_name,
+            constants: m.constants,
+            fields: m.fields,
+            filter: Filter::default(),
+            targets: Vec::new(),
+            ignored: IgnoredCounts::default(),
+            secret_headers: self.secret_headers.clone(),
+            queue_missing: self.queue_missing,
+        })
+    }
+
+    /// Conditions that must hold for any run to start.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The route's targets, in order; empty when it has one destination.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Requests this route answered `ignored`, by reason.
+    pub fn ignored(&self) -> &IgnoredCounts {
+        &self.ignored
     }
 
     /// Headers of this route that carry secrets (lower case).

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -18,14 +19,15 @@ use crate::pipeline::dedup::delivery_key;
 use crate::pipeline::fields::validate_fields;
 use crate::pipeline::honeypot::take_honeypot;
 use crate::pipeline::map::plan_flow_run;
-use crate::pipeline::parse::parse_body;
+use crate::pipeline::parse::{parse_body, InputFields};
 use crate::pipeline::ratelimit::{check_client, check_route};
 use crate::pipeline::route::{content_kind, find_route};
+use crate::pipeline::select::{select_target, Selection};
 use crate::pipeline::verify::{unix_now, verify};
 use crate::rejections::Incoming;
 use crate::request_id::RequestId;
 use crate::request_log::RequestNote;
-use crate::route_table::{ContentKind, Route};
+use crate::route_table::{IgnoredReason, Route};
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -126,14 +128,21 @@ async fn handle(
     let verified = verify(&route, req.headers(), &body, unix_now())?;
     progress.authenticated = true;
     check_route(&route)?;
+    let idempotency_key = idempotency_header(req)?;
+    progress.delivery_id = delivery_key(&route, &verified, &body);
+    let input = parse_body(kind, &body, state.body_limits)?;
+    let target = match select_target(&route, &input, req.headers()) {
+        Selection::Run(target) => target,
+        Selection::Ignored { reason, detail } => return Ok(ignored(reason, &detail, request_id)),
+    };
     let request = Accepted {
         route: &route,
-        kind,
-        body,
-        idempotency_key: idempotency_header(req)?,
+        target: &target,
+        input,
+        headers: req.headers(),
+        idempotency_key,
         request_id,
     };
-    progress.delivery_id = delivery_key(&route, &verified, &request.body);
     let run = match progress.delivery_id.clone() {
         Some(id) => {
             let first = request.run(state, Some(&id));
@@ -155,14 +164,24 @@ pub(crate) async fn replay(
     delivery_id: Option<&str>,
     request_id: &RequestId,
 ) -> Result<Outcome, GatewayError> {
-    let mut headers = actix_web::http::header::HeaderMap::new();
+    let mut headers = HeaderMap::new();
     if let Some(value) = content_type.and_then(|c| c.parse().ok()) {
         headers.insert(actix_web::http::header::CONTENT_TYPE, value);
     }
+    let input = parse_body(content_kind(route, &headers)?, &body, state.body_limits)?;
+    let target = match select_target(route, &input, &headers) {
+        Selection::Run(target) => target,
+        Selection::Ignored { detail, .. } => {
+            return Err(GatewayError::ReplayNotAllowed(format!(
+                "the route's current filters ignore this request ({detail}); nothing was started"
+            )))
+        }
+    };
     let request = Accepted {
         route,
-        kind: content_kind(route, &headers)?,
-        body,
+        target: &target,
+        input,
+        headers: &headers,
         idempotency_key,
         request_id,
     };
@@ -175,37 +194,38 @@ pub(crate) async fn replay(
     }
 }
 
-/// A request that passed the wire checks and authentication.
+/// A request that passed the wire checks, authentication and the route's filters.
 struct Accepted<'a> {
     route: &'a Arc<Route>,
-    kind: ContentKind,
-    body: Bytes,
+    /// The route as the chosen target maps it (the route itself without targets).
+    target: &'a Arc<Route>,
+    input: InputFields,
+    headers: &'a HeaderMap,
     idempotency_key: Option<&'a str>,
     request_id: &'a RequestId,
 }
 
 impl Accepted<'_> {
     async fn run(
-        &self,
+        mut self,
         state: &AppState,
         delivery_id: Option<&str>,
     ) -> Result<Outcome, GatewayError> {
-        let mut input = parse_body(self.kind, &self.body, state.body_limits)?;
-        if take_honeypot(self.route, &mut input) {
+        if take_honeypot(self.route, &mut self.input) {
             // Answered as accepted so a bot learns nothing; nothing is started.
             return Ok(Outcome::Decoy {
                 flow_run_id: uuid::Uuid::new_v4(),
             });
         }
-        let fields = validate_fields(self.route, input)?;
+        let fields = validate_fields(self.target, &self.input, self.headers)?;
         let plan = plan_flow_run(
-            self.route,
+            self.target,
             &fields,
             self.idempotency_key,
             delivery_id,
             self.request_id,
         )?;
-        state.submitter.submit(&plan, self.route.queues()).await
+        state.submitter.submit(&plan, self.target.queues()).await
     }
 }
 
@@ -262,5 +282,30 @@ pub(crate) fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
         _ => word,
     };
     response.extensions_mut().insert(RequestNote::code(code));
+    response
+}
+
+/// The answer to an authentic, well-formed request that no filter or target wants: 202 (an
+/// error would make the partner retry it), nothing started.
+#[derive(Serialize)]
+struct IgnoredAnswer<'a> {
+    status: &'static str,
+    /// `filtered` (a route filter did not hold) or `no_matching_target`.
+    reason: &'static str,
+    /// The condition that did not hold, in the configuration's words.
+    detail: &'a str,
+    request_id: &'a str,
+}
+
+fn ignored(reason: IgnoredReason, detail: &str, request_id: &RequestId) -> HttpResponse {
+    let mut response = HttpResponse::Accepted().json(IgnoredAnswer {
+        status: "ignored",
+        reason: reason.code(),
+        detail,
+        request_id: request_id.as_str(),
+    });
+    response
+        .extensions_mut()
+        .insert(RequestNote::code("ignored"));
     response
 }

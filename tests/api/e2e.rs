@@ -258,6 +258,9 @@ async fn the_served_flows_published_schema_refuses_a_string_score_at_the_edge() 
             pattern: None,
             values: None,
             param: None,
+            path: None,
+            header: None,
+            max_bytes: None,
         },
     );
     let app = spawn_app(settings).await;
