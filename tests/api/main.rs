@@ -10,6 +10,7 @@ mod burst;
 mod check_config;
 mod durability;
 mod e2e;
+mod events;
 mod fakes;
 mod faults;
 mod flood;
