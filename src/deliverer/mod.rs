@@ -29,7 +29,7 @@ use schedule::Schedule;
 use crate::breaker::Breaker;
 use crate::domain::DeploymentRef;
 use crate::error::{error_chain, GatewayError};
-use crate::outbox::{classify, Failure};
+use crate::outbox::{classify, describe, Failure};
 use crate::pipeline::dispatch::{create_run, RunRequest};
 use crate::pipeline::resolve::DeploymentResolver;
 use crate::pipeline::verify::unix_now;
@@ -320,9 +320,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The reason recorded on an entry: the code and the public detail, never a value.
-fn describe(e: &GatewayError) -> String {
-    format!("{}: {}", e.code(), e)
 }

@@ -40,6 +40,27 @@ impl Failure {
     }
 }
 
+/// Most characters of a stored reason.
+const MAX_REASON: usize = 300;
+
+/// Why an attempt failed, as stored with the entry and shown to operators and API callers: the
+/// code and the public detail, never a value. A failure to reach Prefect adds its cause chain
+/// (a refused TLS certificate, a refused connection: no request data, and Prefect's URL carries
+/// no credentials), cut to `MAX_REASON` characters.
+pub fn describe(e: &GatewayError) -> String {
+    let detail = match e {
+        GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamTimeout(_) => {
+            crate::error::error_chain(e)
+        }
+        _ => e.to_string(),
+    };
+    let full = format!("{}: {detail}", e.code());
+    match full.char_indices().nth(MAX_REASON) {
+        Some((cut, _)) => format!("{}…", &full[..cut]),
+        None => full,
+    }
+}
+
 pub fn classify(e: &GatewayError) -> Failure {
     match e {
         GatewayError::UpstreamUnavailable(p) | GatewayError::UpstreamTimeout(p) => match &**p {
@@ -113,5 +134,20 @@ mod tests {
         let refused = classify(&GatewayError::ParametersRejected(vec![]));
         assert_eq!(refused, Failure::Refused);
         assert!(!refused.is_deferrable());
+    }
+
+    #[test]
+    fn a_reason_names_the_cause_of_an_unreachable_prefect_and_stays_short() {
+        let why = describe(&GatewayError::UpstreamUnavailable(Arc::new(
+            PrefectError::ServerError { status: 503 },
+        )));
+        assert!(why.starts_with("upstream_unavailable: "), "{why}");
+        assert!(why.contains("503"), "the cause is kept: {why}");
+        let long = describe(&GatewayError::UpstreamUnavailable(Arc::new(
+            PrefectError::Unexpected("x".repeat(2_000)),
+        )));
+        assert_eq!(long.chars().count(), MAX_REASON + 1, "{long}");
+        let refused = describe(&GatewayError::ParametersRejected(vec![]));
+        assert!(refused.starts_with("parameters_rejected: "), "{refused}");
     }
 }

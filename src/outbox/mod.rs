@@ -6,7 +6,7 @@
 mod failure;
 mod submit;
 
-pub use failure::{classify, Failure};
+pub use failure::{classify, describe, Failure};
 pub use submit::Submitter;
 
 use std::sync::Arc;

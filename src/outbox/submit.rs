@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{classify, Failure, Outbox, Outcome};
+use super::{classify, describe, Failure, Outbox, Outcome};
 use crate::breaker::Breaker;
 use crate::error::GatewayError;
 use crate::pipeline::dispatch::dispatch;
@@ -74,7 +74,7 @@ impl Submitter {
                 let deferrable = failure.is_deferrable()
                     && (failure != Failure::Missing || plan.route.queues_missing());
                 if queues && deferrable {
-                    self.outbox.queue(plan, &format!("{}: {e}", e.code())).await
+                    self.outbox.queue(plan, &describe(&e)).await
                 } else {
                     Err(e)
                 }

@@ -32,7 +32,29 @@ async fn five_hundred_signups_during_an_outage_all_reach_prefect_exactly_once() 
     settings.delivery.retry_base_delay_ms = 200;
     settings.delivery.retry_max_delay_ms = 2_000;
     settings.delivery.probe_every_secs = 1;
-    let app = spawn_app(settings).await;
+    let app = spawn_app_with_env(settings, &[("FLOWGATE_API_TOKEN", API_TOKEN)]).await;
+
+    // A backend's trigger through the internal API during the outage: queued, then followed
+    // to its run once Prefect is back.
+    let api_tag = format!("test:{}", uuid::Uuid::new_v4());
+    let trigger = app
+        .client
+        .post(format!(
+            "{}/api/v1/deployments/christmas-signup-handler/website/runs",
+            app.address
+        ))
+        .bearer_auth(API_TOKEN)
+        .json(
+            &serde_json::json!({"parameters": signup("api-outage@example.com"), "tags": [api_tag]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status().as_u16(), 202);
+    let trigger: Value = trigger.json().await.unwrap();
+    assert_eq!(trigger["status"], "queued", "{trigger}");
+    let delivery_id = trigger["delivery_id"].as_str().unwrap().to_owned();
+    assert_eq!(api_delivery(&app, &delivery_id).await["status"], "queued");
 
     let run = uuid::Uuid::new_v4().simple().to_string();
     let emails: Vec<String> = (0..500)
@@ -58,7 +80,27 @@ async fn five_hundred_signups_during_an_outage_all_reach_prefect_exactly_once() 
     real_prefect::start(PORT).await;
     wait_for_runs(&api, &tag, 500, Duration::from_secs(180)).await;
     assert_one_run_per_signup(&api, &tag, &emails).await;
+    wait_for_runs(&api, &api_tag, 1, Duration::from_secs(60)).await;
+    let runs = real_prefect::runs_with_tag(&api, &api_tag).await;
+    assert_eq!(runs.len(), 1, "the API's request made one run");
+    let delivered = api_delivery(&app, &delivery_id).await;
+    assert_eq!(delivered["status"], "delivered", "{delivered}");
+    assert_eq!(delivered["flow_run_id"], runs[0]["id"], "{delivered}");
     real_prefect::stop(PORT).await;
+}
+
+const API_TOKEN: &str = "durability-api-token-0123";
+
+async fn api_delivery(app: &TestApp, id: &str) -> Value {
+    let r = app
+        .client
+        .get(format!("{}/api/v1/deliveries/{id}", app.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
 }
 
 /// The gateway binary with its own config and store, on a fixed port so a restart keeps it.

@@ -24,6 +24,7 @@ mod nginx_support;
 mod openapi;
 mod ops_page;
 mod outbox;
+mod prefect_tls;
 mod real_prefect;
 mod rejections;
 mod resolution;

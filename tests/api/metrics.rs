@@ -297,7 +297,10 @@ async fn a_queued_request_is_counted_by_prefect_outcome_and_delivery_outcome() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let m = loop {
         let m = scrape(&app).await;
-        if m.counter("flowgate_delivery_attempts", &[("outcome", "delivered")]) >= 1.0 {
+        // The attempt is counted when Prefect answers, the delivery once the store committed it.
+        if m.counter("flowgate_delivery_attempts", &[("outcome", "delivered")]) >= 1.0
+            && m.counter("flowgate_outbox_delivered", &[]) >= 1.0
+        {
             break m;
         }
         assert!(
