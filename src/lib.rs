@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apply_command;
 pub mod breaker;
 pub mod configuration;
 pub mod deliverer;
 pub mod domain;
 pub mod error;
+pub mod manage;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

@@ -43,6 +43,16 @@ enum Command {
         #[arg(long, env = "FLOWGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Make the file's [deployments."flow/name"] true in Prefect (or, with --dry-run, print
+    /// what would change).
+    Apply {
+        /// Configuration file (default: config/default.toml).
+        #[arg(long, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would change in Prefect; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the headers and a curl command a sender of ROUTE would use.
     Sign {
         /// The route to sign for.
@@ -64,6 +74,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Apply { config, dry_run } => apply(config, dry_run),
         Command::Sign {
             route,
             config,
@@ -140,6 +151,38 @@ fn load(path: Option<PathBuf>) -> Result<Configuration, ExitCode> {
         }
         ExitCode::FAILURE
     })
+}
+
+fn apply(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime to reach Prefect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(flowgate::apply_command::run(&config, dry_run, &mut out)) {
+        Ok(n) => {
+            println!(
+                "{n} of {} deployment(s) {}",
+                config.settings.deployments.len(),
+                if dry_run { "would change" } else { "changed" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {

@@ -124,6 +124,12 @@ impl Application {
             },
         };
         let delivery_task = tokio::spawn(deliverer.run(stop_rx));
+        let manager = crate::manage::Manager::new(
+            store.clone(),
+            prefect.clone(),
+            Duration::from_secs(s.api.deployments_resync_secs),
+        );
+        spawn_reconciler(&manager, &s.deployments);
         let client_limiter = s
             .limits
             .per_ip
@@ -168,6 +174,7 @@ impl Application {
         ));
         rejections.spawn_upkeep();
         let state = web::Data::new(AppState {
+            manager,
             api_tokens: config.api_tokens.clone(),
             rejections,
             store: store.clone(),
@@ -377,3 +384,29 @@ fn spawn_eviction(
 
 /// The admin listener's port, so admin-only handlers can refuse the public one.
 pub struct AdminPort(pub Option<u16>);
+
+/// Stores the configuration file's desired deployments (unchanged ones keep their generation),
+/// then runs the reconciler.
+fn spawn_reconciler(
+    manager: &Arc<crate::manage::Manager>,
+    from_file: &std::collections::BTreeMap<String, crate::manage::DesiredDeployment>,
+) {
+    let manager = manager.clone();
+    let from_file: Vec<(String, String)> = from_file
+        .iter()
+        .filter_map(|(name, spec)| Some((name.clone(), serde_json::to_string(spec).ok()?)))
+        .collect();
+    tokio::spawn(async move {
+        for (name, spec) in from_file {
+            let write = crate::store::ManagedWrite::Put {
+                name: name.clone(),
+                spec,
+                now: crate::manage::reconciler::now(),
+            };
+            if let Err(e) = manager.store.write_managed(write).await {
+                tracing::warn!(deployment = %name, error = %e, "desired deployment from the configuration not stored");
+            }
+        }
+        manager.run().await;
+    });
+}

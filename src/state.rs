@@ -38,4 +38,6 @@ pub struct AppState {
     pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
     /// Resolved deployments, for the admin route table.
     pub resolver: crate::pipeline::resolve::DeploymentResolver,
+    /// Managed deployments' reconciler (the lifecycle API).
+    pub manager: Arc<crate::manage::Manager>,
 }

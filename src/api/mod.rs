@@ -6,6 +6,7 @@
 use actix_web::web;
 
 pub mod deliveries;
+pub mod manage;
 pub mod openapi;
 pub mod runs;
 pub mod tokens;
@@ -24,9 +25,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/v1/deployments/{flow}/{deployment}/runs",
             web::get().to(runs::history),
         )
+        .route("/api/v1/deployments", web::get().to(manage::list))
         .route(
             "/api/v1/deployments/{flow}/{deployment}",
             web::get().to(runs::deployment),
+        )
+        .route(
+            "/api/v1/deployments/{flow}/{deployment}",
+            web::put().to(manage::put),
+        )
+        .route(
+            "/api/v1/deployments/{flow}/{deployment}",
+            web::delete().to(manage::delete),
+        )
+        .route(
+            "/api/v1/deployments/{flow}/{deployment}/pause",
+            web::post().to(manage::pause),
+        )
+        .route(
+            "/api/v1/deployments/{flow}/{deployment}/resume",
+            web::post().to(manage::resume),
         )
         .route(
             "/api/v1/deliveries/{delivery_id}",

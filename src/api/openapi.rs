@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{deliveries, runs, trigger};
+use super::{deliveries, manage, runs, trigger};
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -23,13 +23,18 @@ use crate::state::AppState;
         runs::cancel,
         runs::deployment,
         runs::history,
+        manage::put,
+        manage::delete,
+        manage::pause,
+        manage::resume,
+        manage::list,
         document,
     ),
     modifiers(&BearerToken),
     tags(
         (name = "runs", description = "Start, read and cancel flow runs"),
         (name = "deliveries", description = "Requests answered `queued`, followed to their run"),
-        (name = "deployments", description = "Deployments by `flow/deployment` name"),
+        (name = "deployments", description = "Deployments by `flow/deployment` name; managed ones (scope `manage`) kept in Prefect as desired state"),
     )
 )]
 struct ApiDoc;

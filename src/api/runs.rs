@@ -216,7 +216,8 @@ pub async fn cancel(
     reply(result.await, &request_id)
 }
 
-/// `GET /api/v1/deployments/{flow}/{deployment}`: id, paused, status, schedules, schema.
+/// `GET /api/v1/deployments/{flow}/{deployment}`: id, paused, status, schedules, schema, and
+/// the desired state and sync of a managed deployment.
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/{flow}/{deployment}",
@@ -226,11 +227,11 @@ pub async fn cancel(
         ("deployment" = String, Path, description = "The deployment's name"),
     ),
     responses(
-        (status = 200, description = "The deployment as Prefect describes it", body = DeploymentView),
+        (status = 200, description = "The deployment as Prefect describes it, with flowgate's desired state if managed", body = DeploymentView),
         (status = 400, description = "`invalid_query`: not a valid name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not a deployment or scope of this token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown_deployment`: Prefect has no such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_deployment`: neither in Prefect nor managed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -245,7 +246,8 @@ pub async fn deployment(
         let token = state.api_tokens.authenticate(req.headers())?;
         let target = target(&path)?;
         token.allow(&target, Scope::Read)?;
-        let d = state
+        let managed = super::manage::state_of(&state, &target).await?;
+        let read = state
             .submitter
             .prefect
             .read_path(
@@ -253,10 +255,14 @@ pub async fn deployment(
                 &["deployments", "name", target.flow(), target.deployment()],
                 deadline(&state),
             )
-            .await
-            .map_err(|e| missing_as(upstream(e), &target))?;
-        let d: PrefectDeployment = typed(d, "deployment")?;
-        Ok(HttpResponse::Ok().json(DeploymentView::new(&target, d)))
+            .await;
+        let actual = match read {
+            Ok(d) => Some(typed::<PrefectDeployment>(d, "deployment")?),
+            // Managed but not (yet, or no longer) in Prefect: the desired state still shows.
+            Err(PrefectError::NotFound) if managed.is_some() => None,
+            Err(e) => return Err(missing_as(upstream(e), &target)),
+        };
+        Ok(HttpResponse::Ok().json(DeploymentView::new(&target, actual, managed)))
     };
     reply(result.await, &request_id)
 }

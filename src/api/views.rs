@@ -134,12 +134,14 @@ pub struct CancelAnswer {
     pub previous_state: String,
 }
 
-/// A deployment as Prefect describes it.
+/// A deployment as Prefect describes it, and flowgate's desired state if it manages it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeploymentView {
     /// `flow/deployment`.
     pub deployment: String,
-    pub id: uuid::Uuid,
+    /// Whether Prefect has it (a managed deployment may wait to be created).
+    pub in_prefect: bool,
+    pub id: Option<uuid::Uuid>,
     pub paused: bool,
     /// Prefect's deployment status (`READY`: a worker or `serve` process polls it).
     pub status: Option<String>,
@@ -153,6 +155,8 @@ pub struct DeploymentView {
     /// The flow's parameters as a JSON schema (what triggers are checked against).
     #[schema(value_type = Option<Object>)]
     pub parameter_openapi_schema: Option<Value>,
+    /// flowgate's desired state and sync, when it manages this deployment.
+    pub managed: Option<super::manage::ManagedState>,
 }
 
 /// A deployment as Prefect's `/deployments/name/…` answers it (the fields shown).
@@ -174,18 +178,25 @@ pub struct PrefectDeployment {
 }
 
 impl DeploymentView {
-    pub fn new(name: &DeploymentRef, d: PrefectDeployment) -> Self {
+    pub fn new(
+        name: &DeploymentRef,
+        actual: Option<PrefectDeployment>,
+        managed: Option<super::manage::ManagedState>,
+    ) -> Self {
+        let d = actual.as_ref();
         Self {
             deployment: name.to_string(),
-            id: d.id,
-            paused: d.paused,
-            status: d.status,
-            schedules: d.schedules,
-            tags: d.tags,
-            description: d.description,
-            work_pool_name: d.work_pool_name,
-            enforce_parameter_schema: d.enforce_parameter_schema,
-            parameter_openapi_schema: d.parameter_openapi_schema,
+            in_prefect: d.is_some(),
+            id: d.map(|d| d.id),
+            paused: d.is_some_and(|d| d.paused),
+            status: d.and_then(|d| d.status.clone()),
+            schedules: d.map(|d| d.schedules.clone()).unwrap_or_default(),
+            tags: d.map(|d| d.tags.clone()).unwrap_or_default(),
+            description: d.and_then(|d| d.description.clone()),
+            work_pool_name: d.and_then(|d| d.work_pool_name.clone()),
+            enforce_parameter_schema: d.is_some_and(|d| d.enforce_parameter_schema),
+            parameter_openapi_schema: d.and_then(|d| d.parameter_openapi_schema.clone()),
+            managed,
         }
     }
 }

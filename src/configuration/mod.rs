@@ -11,10 +11,7 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-pub use route_settings::{
-    AuthSettings, ConditionSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef,
-    TargetSettings,
-};
+pub use route_settings::{AuthSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef};
 pub(crate) use secrets::read_secret_file;
 pub use secrets::{
     admin_token_from_env, PrefectAuth, SecretError, ADMIN_TOKEN_ENV, PREFECT_API_KEY_ENV,
@@ -127,6 +124,7 @@ impl Configuration {
                 None
             }
         };
+        check_deployments(&settings, &mut issues);
         let prefect_url = parse_api_url(&settings.prefect.api_url, &mut issues);
         let prefect_roots = read_roots(settings.prefect.ca_file.as_deref(), &mut issues);
         match (routes, prefect_url, api_tokens) {
@@ -279,6 +277,32 @@ fn read_roots(path: Option<&Path>, issues: &mut Vec<ConfigIssue>) -> Vec<reqwest
                 path.display()
             ));
             Vec::new()
+        }
+    }
+}
+
+/// `[deployments."flow/name"]`: each name a deployment name, each desired state checked as a
+/// PUT of the lifecycle API checks it.
+fn check_deployments(settings: &Settings, issues: &mut Vec<ConfigIssue>) {
+    if settings.api.deployments_resync_secs == 0 {
+        issues.push(ConfigIssue {
+            path: "api.deployments_resync_secs".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    for (name, desired) in &settings.deployments {
+        let at = format!("deployments.\"{name}\"");
+        if let Err(e) = crate::domain::DeploymentRef::parse(name) {
+            issues.push(ConfigIssue {
+                path: at.clone(),
+                message: format!("not a flow/deployment name: {e}"),
+            });
+        }
+        for e in desired.check() {
+            issues.push(ConfigIssue {
+                path: format!("{at}.{}", e.field),
+                message: e.message,
+            });
         }
     }
 }

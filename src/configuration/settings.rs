@@ -35,6 +35,9 @@ pub struct Settings {
     /// Routes by name; each is served at `POST /hooks/{name}`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteSettings>,
+    /// Managed deployments by `flow/deployment` name: desired state kept in Prefect.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, crate::manage::DesiredDeployment>,
 }
 
 /// The public listener.
@@ -249,11 +252,22 @@ impl Default for StoreSettings {
 }
 
 /// The internal API under `/api/v1`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     /// Bearer tokens; none with a secret set turns the API off (404).
     pub tokens: Vec<ApiTokenSettings>,
+    /// Seconds between the reconciler's looks at every managed deployment (drift repair).
+    pub deployments_resync_secs: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            deployments_resync_secs: 60,
+        }
+    }
 }
 
 /// One API token.

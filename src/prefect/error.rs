@@ -48,6 +48,12 @@ impl PrefectError {
         )
     }
 
+    /// Another attempt later may well succeed: Prefect unreachable, overloaded, failing, or
+    /// every call slot taken. (A refusal of the request itself is not.)
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Busy | Self::ServerError { .. }) || self.is_retryable()
+    }
+
     /// Prefect is saturated or unreachable: the concurrency limit should come down. The same
     /// answers that are worth another attempt.
     pub fn is_overload(&self) -> bool {

@@ -23,6 +23,8 @@ pub enum Call {
     ReadObject,
     FilterFlowRuns,
     SetFlowRunState,
+    /// The lifecycle API's flow and deployment writes.
+    ManageDeployment,
 }
 
 impl Call {
@@ -35,6 +37,7 @@ impl Call {
             Self::ReadObject => "read_object",
             Self::FilterFlowRuns => "filter_flow_runs",
             Self::SetFlowRunState => "set_flow_run_state",
+            Self::ManageDeployment => "manage_deployment",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A typed client for the parts of Prefect's REST API flowgate uses.
 
 mod client;
+mod deployments;
 mod dto;
 mod error;
 mod http;

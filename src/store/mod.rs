@@ -7,6 +7,7 @@
 //! and go (counted from the file once, at open).
 
 mod counts;
+mod managed;
 mod rejections;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 pub use counts::OutboxCounts;
+pub use managed::{ManagedRow, ManagedWrite, SyncOutcome};
 pub use rejections::{v7_floor, Rejection, RejectionCount, RejectionQuery, RejectionWrite};
 pub use sqlite::SqliteStore;
 
@@ -191,6 +193,13 @@ pub trait Store: Send + Sync {
     /// Puts a dead entry back in the queue, due now, its age counted from now. False if there
     /// is no dead entry with that id.
     fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// A change to the managed deployments (durable when it resolves); the row's generation
+    /// afterwards (0: no row).
+    fn write_managed(&self, write: ManagedWrite) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// One managed deployment by `flow/deployment` name.
+    fn managed(&self, name: String) -> BoxFuture<'_, Result<Option<ManagedRow>, StoreError>>;
+    /// Every managed deployment, by name.
+    fn all_managed(&self) -> BoxFuture<'_, Result<Vec<ManagedRow>, StoreError>>;
 }
 
 #[cfg(test)]

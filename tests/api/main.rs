@@ -18,6 +18,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod logs;
+mod manage;
 mod metrics;
 mod nginx;
 mod nginx_support;

@@ -13,7 +13,7 @@ use crate::e2e::{prefect_api, wait_completed};
 use crate::helpers::*;
 
 /// Every route of `/api/v1`, as (method, path template).
-const ENDPOINTS: [(&str, &str); 7] = [
+const ENDPOINTS: [(&str, &str); 12] = [
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/deployments/{flow}/{deployment}/runs"),
     ("get", "/api/v1/deployments/{flow}/{deployment}/runs"),
@@ -21,6 +21,11 @@ const ENDPOINTS: [(&str, &str); 7] = [
     ("get", "/api/v1/deliveries/{delivery_id}"),
     ("get", "/api/v1/runs/{flow_run_id}"),
     ("post", "/api/v1/runs/{flow_run_id}/cancel"),
+    ("put", "/api/v1/deployments/{flow}/{deployment}"),
+    ("delete", "/api/v1/deployments/{flow}/{deployment}"),
+    ("post", "/api/v1/deployments/{flow}/{deployment}/pause"),
+    ("post", "/api/v1/deployments/{flow}/{deployment}/resume"),
+    ("get", "/api/v1/deployments"),
 ];
 
 /// Checks one real answer against the document: its status is documented for the operation,
@@ -342,6 +347,94 @@ async fn the_document_parses_lists_every_endpoint_and_matches_the_real_answers()
         )
         .await;
     assert_eq!((status, queued["status"].as_str()), (200, Some("queued")));
+
+    // The lifecycle: a managed deployment set, shown, listed, paused, resumed and deleted.
+    let managed = format!(
+        "/api/v1/deployments/flowgate-managed/openapi-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let send = |m: reqwest::Method, p: &str, body: Option<Value>| {
+        let mut r = app.client.request(m, url(p)).bearer_auth(BACKEND);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    let desired = json!({"tags": ["openapi"], "schedules": [{"cron": "0 3 * * *", "timezone": "Europe/Berlin"}]});
+    let (status, set) = c
+        .check(
+            ENDPOINTS[7],
+            send(reqwest::Method::PUT, &managed, Some(desired))
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (status, set["sync"].as_str()),
+        (200, Some("in_sync")),
+        "{set}"
+    );
+    let (status, _) = c
+        .check(
+            ENDPOINTS[7],
+            send(
+                reqwest::Method::PUT,
+                &managed,
+                Some(json!({"schedules": [{"cron": "every day"}]})),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, shown) = c
+        .check(
+            deployment_op,
+            send(reqwest::Method::GET, &managed, None).await.unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (status, shown["managed"]["sync"].as_str()),
+        (200, Some("in_sync"))
+    );
+    let (status, _) = c
+        .check(
+            ENDPOINTS[11],
+            send(
+                reqwest::Method::GET,
+                "/api/v1/deployments?managed=true",
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (op, action) in [(ENDPOINTS[9], "pause"), (ENDPOINTS[10], "resume")] {
+        let (status, _) = c
+            .check(
+                op,
+                send(reqwest::Method::POST, &format!("{managed}/{action}"), None)
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{action}");
+    }
+    let (status, gone) = c
+        .check(
+            ENDPOINTS[8],
+            send(reqwest::Method::DELETE, &managed, None).await.unwrap(),
+        )
+        .await;
+    assert_eq!((status, gone["sync"].as_str()), (200, Some("removed")));
+    let (status, _) = c
+        .check(
+            ENDPOINTS[8],
+            send(reqwest::Method::DELETE, &managed, None).await.unwrap(),
+        )
+        .await;
+    assert_eq!(status, 404);
 
     // Every operation was seen answering success at least once.
     for (m, p) in ENDPOINTS.iter().skip(1) {

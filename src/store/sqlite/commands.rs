@@ -4,6 +4,7 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::super::counts::Change;
+use super::super::managed::ManagedWrite;
 use super::super::rejections::RejectionWrite;
 use super::super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, StoreError};
 use super::Reply;
@@ -25,6 +26,8 @@ pub enum Command {
     Rejection(RejectionWrite, Reply<usize>),
     /// Takes a queued or dead entry out of the outbox for good, with the reason.
     Discard(uuid::Uuid, String, Reply<bool>),
+    /// A change to the managed deployments; answers the row's generation.
+    Managed(ManagedWrite, Reply<i64>),
 }
 
 impl Command {
@@ -49,6 +52,7 @@ pub enum Output {
     Oldest(Option<i64>),
     Flag(bool),
     Count(usize),
+    Generation(i64),
 }
 
 /// What a command needs from its group.
@@ -160,6 +164,7 @@ pub fn run(
             (Output::Unit, None)
         }
         Command::Flush(_) => (Output::Unit, None),
+        Command::Managed(w, _) => (Output::Generation(super::managed::write(tx, w)?), None),
         Command::Rejection(w, _) => (Output::Count(super::rejections::write(tx, w)?), None),
         Command::Discard(id, reason, _) => {
             let found: Option<(String, String)> = tx
@@ -256,6 +261,10 @@ pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
         }),
         Command::Rejection(_, r) | Command::Prune(_, _, r) => send(r, result, |o| match o {
             Output::Count(n) => Some(n),
+            _ => None,
+        }),
+        Command::Managed(_, r) => send(r, result, |o| match o {
+            Output::Generation(g) => Some(g),
             _ => None,
         }),
     }

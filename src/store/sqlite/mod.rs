@@ -3,6 +3,7 @@
 //! waits for a checkpoint.
 
 mod commands;
+mod managed;
 mod reader;
 mod rejections;
 mod schema;
@@ -19,8 +20,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Delivery, EntryState, OutboxCounts, OutboxEntry, OutboxStats, Rejection, RejectionCount,
-    RejectionQuery, RejectionWrite, RememberedOutcome, Store, StoreError,
+    Delivery, EntryState, ManagedRow, ManagedWrite, OutboxCounts, OutboxEntry, OutboxStats,
+    Rejection, RejectionCount, RejectionQuery, RejectionWrite, RememberedOutcome, Store,
+    StoreError,
 };
 use commands::Command;
 use writer::Shared;
@@ -249,6 +251,20 @@ impl Store for SqliteStore {
     }
     fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
         self.ask(move |r| Command::Requeue(id, now, r))
+    }
+
+    fn write_managed(&self, write: ManagedWrite) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.ask(move |r| Command::Managed(write, r))
+    }
+
+    fn managed(&self, name: String) -> BoxFuture<'_, Result<Option<ManagedRow>, StoreError>> {
+        let found = self.readers.with(|conn| managed::get(conn, &name));
+        async move { found }.boxed()
+    }
+
+    fn all_managed(&self) -> BoxFuture<'_, Result<Vec<ManagedRow>, StoreError>> {
+        let rows = self.readers.with(managed::all);
+        async move { rows }.boxed()
     }
 }
 

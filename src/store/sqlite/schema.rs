@@ -58,6 +58,7 @@ pub fn configure(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<i64> {
          CREATE INDEX IF NOT EXISTS deliveries_age ON deliveries(created_at);",
     )?;
     conn.execute_batch(super::rejections::SCHEMA)?;
+    conn.execute_batch(super::managed::SCHEMA)?;
     conn.execute_batch(
         "-- Delivered outbox entries: delivery id → flow run, for the delivery status API.
          CREATE TABLE IF NOT EXISTS delivered (

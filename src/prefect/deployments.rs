@@ -1,0 +1,130 @@
+//! Deployments as the lifecycle API manages them: the flow made if missing, the deployment
+//! upserted by (flow, name), its runs scheduled, paused, resumed or deleted. Every call goes
+//! through the concurrency limit; each is idempotent in Prefect, so each is retried within the
+//! deadline.
+
+use serde_json::{json, Value};
+
+use super::client::{Patience, PrefectClient};
+use super::metrics::Call;
+use super::retry::{retry, Deadline};
+use super::PrefectError;
+
+impl PrefectClient {
+    /// `POST /flows/ {"name"}`: the flow's id (made, or the one already there).
+    pub async fn ensure_flow(
+        &self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<String, PrefectError> {
+        let url = self.url(&["flows", ""])?;
+        let body = json!({ "name": name });
+        let flow = self
+            .manage(deadline, || {
+                self.http.client().post(url.clone()).json(&body)
+            })
+            .await?;
+        id_of(&flow)
+    }
+
+    /// `POST /deployments/`: creates, or replaces the deployment of that flow and name (its
+    /// auto-scheduled runs are dropped by Prefect); its id.
+    pub async fn upsert_deployment(
+        &self,
+        body: &Value,
+        deadline: Deadline,
+    ) -> Result<String, PrefectError> {
+        let url = self.url(&["deployments", ""])?;
+        let d = self
+            .manage(deadline, || self.http.client().post(url.clone()).json(body))
+            .await?;
+        id_of(&d)
+    }
+
+    /// `POST /deployments/{id}/schedule`: Prefect's scheduler makes the runs its active
+    /// schedules call for now, rather than at its next loop.
+    pub async fn schedule_runs(&self, id: &str, deadline: Deadline) -> Result<(), PrefectError> {
+        let url = self.url(&["deployments", id, "schedule"])?;
+        self.manage(deadline, || {
+            self.http.client().post(url.clone()).json(&json!({}))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `POST /deployments/{id}/pause_deployment` or `resume_deployment` (a pause drops the
+    /// scheduled runs).
+    pub async fn set_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        deadline: Deadline,
+    ) -> Result<(), PrefectError> {
+        let action = if paused {
+            "pause_deployment"
+        } else {
+            "resume_deployment"
+        };
+        let url = self.url(&["deployments", id, action])?;
+        self.manage(deadline, || self.http.client().post(url.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /deployments/{id}` (with its scheduled runs); a deployment already gone is done.
+    pub async fn delete_deployment(
+        &self,
+        id: &str,
+        deadline: Deadline,
+    ) -> Result<(), PrefectError> {
+        let url = self.url(&["deployments", id])?;
+        match self
+            .manage(deadline, || self.http.client().delete(url.clone()))
+            .await
+        {
+            Ok(_) | Err(PrefectError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One idempotent call, retried within the deadline; its JSON body (`null` when empty).
+    async fn manage(
+        &self,
+        deadline: Deadline,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, PrefectError> {
+        let patience = Patience::UntilDeadline;
+        let retried = retry(
+            self.policy_for(patience),
+            deadline,
+            self.call_timeout,
+            |timeout| {
+                let request = request();
+                async move {
+                    let response = self
+                        .send(Call::ManageDeployment, request, timeout, deadline, patience)
+                        .await?;
+                    let bytes = response.bytes().await.map_err(PrefectError::from_reqwest)?;
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(Value::Null);
+                    }
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        PrefectError::Unexpected(format!(
+                            "unreadable response body ({:?})",
+                            e.classify()
+                        ))
+                    })
+                }
+            },
+        )
+        .await?;
+        Ok(retried.value)
+    }
+}
+
+fn id_of(v: &Value) -> Result<String, PrefectError> {
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| PrefectError::Unexpected("Prefect's answer carries no id".into()))
+}
