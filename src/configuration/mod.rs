@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-pub use route_settings::{AuthSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef};
+pub use route_settings::{
+    AuthSettings, ConditionSettings, CorsSettings, FieldSettings, RouteSettings, SecretRef,
+    TargetSettings,
+};
 pub(crate) use secrets::read_secret_file;
 pub use secrets::{
     admin_token_from_env, PrefectAuth, SecretError, ADMIN_TOKEN_ENV, PREFECT_API_KEY_ENV,
