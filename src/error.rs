@@ -70,6 +70,10 @@ pub enum GatewayError {
     /// 422 `validation_failed`: one entry per failing field.
     #[error("{} field(s) failed validation", .0.len())]
     ValidationFailed(Vec<FieldError>),
+    /// 422 `reload_failed`: the configuration file (or a secret it names) is invalid; the
+    /// running configuration stays. `errors` names each problem's field path.
+    #[error("the configuration was not reloaded: {} problem(s); the running configuration stays", .0.len())]
+    ReloadFailed(Vec<FieldError>),
     /// 422 `parameters_rejected`: Prefect refused the parameters (its reason, without echoing values).
     #[error("the deployment refused the flow parameters")]
     ParametersRejected(Vec<FieldError>),
@@ -128,7 +132,7 @@ impl GatewayError {
             Self::IpNotAllowed | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ValidationFailed(_) | Self::ParametersRejected(_) => {
+            Self::ValidationFailed(_) | Self::ParametersRejected(_) | Self::ReloadFailed(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::DeploymentNotFound(_) | Self::UpstreamUnavailable(_) | Self::StoreUnavailable => {
@@ -163,6 +167,7 @@ impl GatewayError {
             Self::RequestTimeout(_) => "request_timeout",
             Self::RateLimited { .. } => "rate_limited",
             Self::ValidationFailed(_) => "validation_failed",
+            Self::ReloadFailed(_) => "reload_failed",
             Self::ParametersRejected(_) => "parameters_rejected",
             Self::DeploymentNotFound(_) => "deployment_not_found",
             Self::UnknownDeployment(_) => "unknown_deployment",
@@ -191,7 +196,9 @@ impl GatewayError {
 
     pub fn field_errors(&self) -> Option<&[FieldError]> {
         match self {
-            Self::ValidationFailed(e) | Self::ParametersRejected(e) => Some(e),
+            Self::ValidationFailed(e) | Self::ParametersRejected(e) | Self::ReloadFailed(e) => {
+                Some(e)
+            }
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod deliverer;
 pub mod domain;
 pub mod error;
+pub mod live;
 pub mod manage;
 pub mod metrics;
 pub mod outbox;

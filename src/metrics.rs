@@ -22,7 +22,7 @@ use crate::pipeline::verify::unix_now;
 use crate::prefect::{ConcurrencyLimit, PrefectMetrics};
 use crate::ratelimit::KeyedLimiter;
 use crate::request_log::{RequestLabels, RouteLabels};
-use crate::route_table::{IgnoredReason, RouteTable};
+use crate::route_table::IgnoredReason;
 use crate::store::Store;
 
 /// Upper bounds (seconds) of the latency histograms: 1 ms to 10 s, about 2.5x apart. A request
@@ -48,7 +48,8 @@ pub fn histogram_family<L: Clone + Eq + Hash>() -> HistogramFamily<L> {
 /// What the gauges read from.
 pub struct Sources {
     pub client_limiter: Option<Arc<KeyedLimiter<IpAddr>>>,
-    pub routes: Arc<RouteTable>,
+    /// The configuration now (routes, reloads).
+    pub live: Arc<crate::live::Live>,
     pub store: Arc<dyn Store>,
     pub breaker: Arc<Breaker>,
     pub limit: ConcurrencyLimit,
@@ -81,6 +82,8 @@ pub struct Metrics {
     prefect_in_flight: Gauge,
     prefect_overloads: Gauge,
     ignored: Family<IgnoredLabel, Counter>,
+    config_generation: Gauge,
+    config_reloads: Family<OutcomeLabel, Counter>,
     sources: Sources,
 }
 
@@ -97,6 +100,10 @@ impl Metrics {
             "Client addresses held by the per-address rate limiter (bounded by idle eviction)",
         );
         let routes = gauge("routes", "Configured routes");
+        let config_generation = gauge(
+            "config_generation",
+            "The configuration's generation: 1 at start, one more per successful reload",
+        );
         let outbox_queued = gauge("outbox_queued", "Requests stored and waiting for Prefect");
         let outbox_dead = gauge("outbox_dead", "Requests given up after the configured age");
         let outbox_oldest_age = gauge(
@@ -115,6 +122,12 @@ impl Metrics {
         let prefect_overloads = gauge(
             "prefect_overloads",
             "Calls Prefect answered 503/429, timed out or dropped, since start",
+        );
+        let config_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, POST /admin/reload) by outcome: ok or failed",
+            config_reloads.clone(),
         );
         let outbox_queued_route = Family::<RouteLabel, Gauge>::default();
         registry.register(
@@ -195,6 +208,8 @@ impl Metrics {
         Self {
             registry,
             ignored,
+            config_generation,
+            config_reloads,
             ratelimit_keys,
             routes,
             outbox_queued,
@@ -217,7 +232,18 @@ impl Metrics {
         let stats = s.store.stats(unix_now()).await.map_err(|e| e.to_string())?;
         let keys = s.client_limiter.as_ref().map_or(0, |l| l.len());
         self.ratelimit_keys.set(clamp(keys as u64));
-        self.routes.set(clamp(s.routes.len() as u64));
+        let loaded = s.live.current();
+        self.routes.set(clamp(loaded.routes.len() as u64));
+        self.config_generation.set(clamp(loaded.generation));
+        for (outcome, n) in [("ok", &s.live.succeeded), ("failed", &s.live.failed)] {
+            self.config_reloads
+                .get_or_create(&OutcomeLabel { outcome })
+                .inner()
+                .store(
+                    n.load(std::sync::atomic::Ordering::Relaxed),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+        }
         self.outbox_queued.set(clamp(stats.queued));
         self.outbox_dead.set(clamp(stats.dead));
         self.outbox_oldest_age
@@ -236,7 +262,7 @@ impl Metrics {
                 })
                 .set(clamp(queued));
         }
-        for route in s.routes.iter() {
+        for route in loaded.routes.iter() {
             for reason in IgnoredReason::ALL {
                 let count = route.ignored().get(reason);
                 if count > 0 {
@@ -255,6 +281,11 @@ impl Metrics {
         encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -26,7 +26,6 @@ use crate::readiness::{spawn_refresh, Readiness};
 use crate::request_id::request_id_middleware;
 use crate::request_log::{LogBudget, RequestLog};
 use crate::route_table::parse_network;
-use crate::route_table::RouteTable;
 use crate::routes::{admin, fallback, health, hooks};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store};
@@ -173,13 +172,14 @@ impl Application {
             s.rejections.clone(),
         ));
         rejections.spawn_upkeep();
+        let live = Arc::new(crate::live::Live::new(&config, unix_now()));
+        spawn_sighup(live.clone(), manager.clone());
         let state = web::Data::new(AppState {
+            live: live.clone(),
             manager,
-            api_tokens: config.api_tokens.clone(),
             rejections,
             store: store.clone(),
             resolver: resolver.clone(),
-            routes: config.routes.clone(),
             deliveries,
             outbox,
             submitter,
@@ -194,7 +194,7 @@ impl Application {
         });
         spawn_eviction(
             &client_limiter,
-            &config.routes,
+            &live,
             Duration::from_secs(s.limits.evict_every_secs),
         );
         warn_about_rotations(&config);
@@ -204,7 +204,7 @@ impl Application {
         };
         let metrics = web::Data::new(Metrics::new(Sources {
             client_limiter,
-            routes: config.routes.clone(),
+            live: live.clone(),
             store: store.clone(),
             breaker,
             limit: limit.clone(),
@@ -248,6 +248,7 @@ impl Application {
                     web::post().to(admin::replay_rejection),
                 )
                 .route("/admin/routes", web::get().to(admin::list_routes))
+                .route("/admin/reload", web::post().to(admin::reload))
                 .configure(crate::routes::ops::configure(ops_sessions.clone()))
                 .configure(crate::api::configure)
                 .route("/healthz", web::get().to(health::healthz))
@@ -358,21 +359,21 @@ fn spawn_log_ticks(log: Arc<RequestLog>) {
 /// Evicts idle rate-limit keys every `every`, for as long as the limiters exist.
 fn spawn_eviction(
     client: &Option<Arc<KeyedLimiter<IpAddr>>>,
-    routes: &Arc<RouteTable>,
+    live: &Arc<crate::live::Live>,
     every: Duration,
 ) {
     let client: Option<Weak<KeyedLimiter<IpAddr>>> = client.as_ref().map(Arc::downgrade);
-    let routes = Arc::downgrade(routes);
+    let live = Arc::downgrade(live);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let (Some(routes), client) =
-                (routes.upgrade(), client.as_ref().and_then(Weak::upgrade))
+            let (Some(live), client) = (live.upgrade(), client.as_ref().and_then(Weak::upgrade))
             else {
                 return;
             };
+            let routes = live.current().routes.clone();
             let keys = client.map_or(0, |l| l.evict_idle());
             routes.iter().filter_map(|r| r.limiter()).for_each(|l| {
                 l.evict_idle();
@@ -385,28 +386,43 @@ fn spawn_eviction(
 /// The admin listener's port, so admin-only handlers can refuse the public one.
 pub struct AdminPort(pub Option<u16>);
 
-/// Stores the configuration file's desired deployments (unchanged ones keep their generation),
-/// then runs the reconciler.
+/// Stores the configuration file's desired deployments, then runs the reconciler.
 fn spawn_reconciler(
     manager: &Arc<crate::manage::Manager>,
     from_file: &std::collections::BTreeMap<String, crate::manage::DesiredDeployment>,
 ) {
     let manager = manager.clone();
-    let from_file: Vec<(String, String)> = from_file
-        .iter()
-        .filter_map(|(name, spec)| Some((name.clone(), serde_json::to_string(spec).ok()?)))
-        .collect();
+    let from_file = from_file.clone();
     tokio::spawn(async move {
-        for (name, spec) in from_file {
-            let write = crate::store::ManagedWrite::Put {
-                name: name.clone(),
-                spec,
-                now: crate::manage::reconciler::now(),
-            };
-            if let Err(e) = manager.store.write_managed(write).await {
-                tracing::warn!(deployment = %name, error = %e, "desired deployment from the configuration not stored");
-            }
-        }
+        manager.adopt(&from_file).await;
         manager.run().await;
+    });
+}
+
+/// Reloads the configuration (SIGHUP, `POST /admin/reload`); on success the file's desired
+/// deployments are stored and applied.
+pub async fn reload(
+    live: &crate::live::Live,
+    manager: &crate::manage::Manager,
+) -> crate::live::ReloadReport {
+    let (report, config) = live.reload(unix_now()).await;
+    if let Some(config) = config {
+        manager.adopt(&config.settings.deployments).await;
+    }
+    report
+}
+
+/// `SIGHUP` reloads the configuration, for as long as the process runs.
+fn spawn_sighup(live: Arc<crate::live::Live>, manager: Arc<crate::manage::Manager>) {
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be watched; reload with POST /admin/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reload(&live, &manager).await;
+        }
     });
 }

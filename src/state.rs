@@ -16,7 +16,8 @@ use crate::pipeline::dedup::DeliveryMemory;
 use crate::route_table::RouteTable;
 
 pub struct AppState {
-    pub routes: Arc<RouteTable>,
+    /// The configuration now: routes and API tokens, replaced whole by a reload.
+    pub live: Arc<crate::live::Live>,
     pub outbox: Outbox,
     /// Prefect now or the outbox: the one submit policy.
     pub submitter: Submitter,
@@ -34,10 +35,20 @@ pub struct AppState {
     pub rejections: Arc<crate::rejections::RejectionLog>,
     /// The store itself, for the admin API.
     pub store: Arc<dyn crate::store::Store>,
-    /// Tokens of the internal API (`/api/v1`).
-    pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
     /// Resolved deployments, for the admin route table.
     pub resolver: crate::pipeline::resolve::DeploymentResolver,
     /// Managed deployments' reconciler (the lifecycle API).
     pub manager: Arc<crate::manage::Manager>,
+}
+
+impl AppState {
+    /// The routes of the configuration now (take once per request).
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.live.current().routes.clone()
+    }
+
+    /// The internal API's tokens of the configuration now.
+    pub fn api_tokens(&self) -> Arc<crate::api::tokens::ApiTokens> {
+        self.live.current().api_tokens.clone()
+    }
 }

@@ -40,7 +40,8 @@ pub async fn delivery(
 }
 
 async fn show(req: &HttpRequest, id: &str, state: &AppState) -> Result<HttpResponse, GatewayError> {
-    let token = state.api_tokens.authenticate(req.headers())?;
+    let tokens = state.api_tokens();
+    let token = tokens.authenticate(req.headers())?;
     token.has(Scope::Read)?;
     let id = uuid::Uuid::parse_str(id)
         .map_err(|_| GatewayError::InvalidQuery("delivery_id: not a UUID".into()))?;

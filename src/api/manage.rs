@@ -204,7 +204,8 @@ pub async fn put(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let name = target(&path)?;
         token.allow(&name, Scope::Manage)?;
         let desired = parse(&body)?;
@@ -247,7 +248,8 @@ pub async fn delete(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let name = target(&path)?;
         token.allow(&name, Scope::Manage)?;
         tracing::info!(target: "flowgate::api", token = %token.name, deployment = %name, "deployment deletion asked");
@@ -290,7 +292,8 @@ async fn set_paused(
     paused: bool,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let name = target(&path)?;
         token.allow(&name, Scope::Manage)?;
         tracing::info!(target: "flowgate::api", token = %token.name, deployment = %name, paused, "deployment pause changed");
@@ -410,7 +413,8 @@ pub async fn list(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         token.has(Scope::Read)?;
         if query.managed != Some(true) {
             return Err(GatewayError::InvalidQuery(

@@ -76,7 +76,7 @@ pub async fn document(
     doc: web::Data<Document>,
     request_id: RequestId,
 ) -> HttpResponse {
-    if state.api_tokens.is_empty() {
+    if state.api_tokens().is_empty() {
         return GatewayError::NotFound
             .with_request_id(&request_id)
             .error_response();

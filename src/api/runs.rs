@@ -145,7 +145,8 @@ pub async fn show(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let (run, name) = run_for(&state, token, run_id(&id)?, Scope::Read).await?;
         Ok(HttpResponse::Ok().json(RunView::new(run, name.as_ref())))
     };
@@ -177,7 +178,8 @@ pub async fn cancel(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let run_id = run_id(&id)?;
         let (run, _) = run_for(&state, token, run_id, Scope::Cancel).await?;
         let current = run.state_type.unwrap_or_default();
@@ -243,7 +245,8 @@ pub async fn deployment(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let target = target(&path)?;
         token.allow(&target, Scope::Read)?;
         let managed = super::manage::state_of(&state, &target).await?;
@@ -373,7 +376,8 @@ pub async fn history(
     request_id: RequestId,
 ) -> HttpResponse {
     let result = async {
-        let token = state.api_tokens.authenticate(req.headers())?;
+        let tokens = state.api_tokens();
+        let token = tokens.authenticate(req.headers())?;
         let target = target(&path)?;
         token.allow(&target, Scope::Read)?;
         let states: Vec<String> = query

@@ -85,7 +85,8 @@ async fn run(
     state: &AppState,
     request_id: &RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    let token = state.api_tokens.authenticate(req.headers())?;
+    let tokens = state.api_tokens();
+    let token = tokens.authenticate(req.headers())?;
     let target = DeploymentRef::parse(&format!("{flow}/{deployment}"))
         .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))?;
     token.allow(&target, Scope::Trigger)?;

@@ -45,6 +45,8 @@ pub struct Configuration {
     pub admin_token: Option<secrecy::SecretString>,
     /// Tokens of the internal API (`/api/v1`); empty turns it off.
     pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
+    /// The file it was read from (what a reload reads again); `None` when built in code.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,7 @@ impl Configuration {
         let settings = read_settings(&path)?;
         let mut config = Self::from_settings(settings, PrefectAuth::from_env()?)?;
         config.admin_token = admin_token_from_env()?;
+        config.source = Some(path);
         Ok(config)
     }
 
@@ -139,6 +142,7 @@ impl Configuration {
                 prefect_roots,
                 admin_token: None,
                 api_tokens: Arc::new(api_tokens),
+                source: None,
             }),
             _ => Err(ConfigError::Invalid(issues)),
         }

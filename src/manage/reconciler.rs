@@ -52,6 +52,25 @@ impl Manager {
         self.events.subscribe()
     }
 
+    /// Stores the configuration file's desired deployments (an unchanged one keeps its
+    /// generation: nothing to apply) and wakes the reconciler.
+    pub async fn adopt(&self, from_file: &std::collections::BTreeMap<String, DesiredDeployment>) {
+        for (name, spec) in from_file {
+            let Ok(spec) = serde_json::to_string(spec) else {
+                continue;
+            };
+            let write = ManagedWrite::Put {
+                name: name.clone(),
+                spec,
+                now: now(),
+            };
+            if let Err(e) = self.store.write_managed(write).await {
+                tracing::warn!(deployment = %name, error = %e, "desired deployment from the configuration not stored");
+            }
+        }
+        self.wake();
+    }
+
     /// Asks the reconciler to look at the managed deployments now.
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -131,7 +131,7 @@ fn compile_route(
         );
     }
     let limiter = s.limit.as_ref().and_then(|l| match l.quota() {
-        Some(quota) => Some(KeyedLimiter::new(quota)),
+        Some(quota) => Some(Arc::new(KeyedLimiter::new(quota))),
         None => {
             issues.push(
                 format!("{path}.limit"),
@@ -188,6 +188,7 @@ fn compile_route(
         auth: Arc::new(auth?),
         allow_ips,
         limiter,
+        limit: s.limit,
         cors,
         honeypot: s.honeypot.clone(),
         queue: s.queue,

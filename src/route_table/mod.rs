@@ -66,7 +66,10 @@ pub struct Route {
     pub(crate) deployment: DeploymentRef,
     pub(crate) auth: Arc<RouteAuth>,
     pub(crate) allow_ips: Vec<ipnet::IpNet>,
-    pub(crate) limiter: Option<crate::ratelimit::KeyedLimiter<()>>,
+    /// Shared with the route of the same name and rate in the next configuration (reload).
+    pub(crate) limiter: Option<Arc<crate::ratelimit::KeyedLimiter<()>>>,
+    /// The rate `limiter` enforces.
+    pub(crate) limit: Option<crate::ratelimit::LimitSettings>,
     pub(crate) cors: Option<CorsPolicy>,
     pub(crate) honeypot: Option<String>,
     pub(crate) queue: bool,
@@ -103,6 +106,7 @@ impl Route {
             auth: Arc::new(RouteAuth::None),
             allow_ips: Vec::new(),
             limiter: None,
+            limit: None,
             cors: None,
             honeypot: None,
             queue: true,
@@ -132,6 +136,7 @@ impl Route {
             auth: Arc::clone(&self.auth),
             allow_ips: self.allow_ips.clone(),
             limiter: None,
+            limit: None,
             cors: self.cors.clone(),
             honeypot: self.honeypot.clone(),
             queue: self.queue,
@@ -190,7 +195,7 @@ impl Route {
 
     /// The route's own rate, after authentication.
     pub fn limiter(&self) -> Option<&crate::ratelimit::KeyedLimiter<()>> {
-        self.limiter.as_ref()
+        self.limiter.as_deref()
     }
 
     pub fn cors(&self) -> Option<&CorsPolicy> {
@@ -257,6 +262,24 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// A freshly compiled table that keeps `old`'s rate-limit state for every route whose name
+    /// and rate did not change (a reload must not hand senders a fresh burst), and continues
+    /// its routes' counts.
+    pub fn carry_limits_from(mut self, old: &RouteTable) -> Self {
+        for (name, route) in &mut self.routes {
+            let Some(before) = old.routes.get(name) else {
+                continue;
+            };
+            if let Some(route) = Arc::get_mut(route) {
+                if route.limit.is_some() && route.limit == before.limit {
+                    route.limiter.clone_from(&before.limiter);
+                }
+                route.ignored.continue_from(&before.ignored);
+            }
+        }
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Route>> {
         self.routes.get(name).cloned()
     }

@@ -63,6 +63,14 @@ pub struct IgnoredCounts {
 }
 
 impl IgnoredCounts {
+    /// Continues `before`'s counts (the same route in the previous configuration).
+    pub(crate) fn continue_from(&self, before: &IgnoredCounts) {
+        for reason in IgnoredReason::ALL {
+            self.counter(reason)
+                .fetch_add(before.get(reason), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn counter(&self, reason: IgnoredReason) -> &AtomicU64 {
         match reason {
             IgnoredReason::Filtered => &self.filtered,

@@ -13,20 +13,29 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.outbox.store();
+    let current = state.live.current();
+    let last = state.live.last_reload();
+    let config = json!({
+        "generation": current.generation,
+        "last_reload": if last.at == 0 { "none" } else if last.ok { "ok" } else { "failed" },
+        "errors": last.errors,
+    });
     let prefect = state.readiness.prefect().as_str();
     if !store.healthy() {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "not_ready",
-            "routes": state.routes.len(),
+            "routes": state.routes().len(),
             "prefect": prefect,
             "outbox": "unavailable",
+            "config": config,
         }));
     }
     HttpResponse::Ok().json(json!({
         "status": "ready",
-        "routes": state.routes.len(),
+        "routes": state.routes().len(),
         "prefect": prefect,
         "outbox_queued": store.counts().queued_total(),
         "outbox_oldest_age_seconds": state.readiness.oldest_age_secs(),
+        "config": config,
     }))
 }

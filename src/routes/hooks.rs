@@ -39,7 +39,7 @@ pub async fn receive(
     state: web::Data<AppState>,
     request_id: RequestId,
 ) -> HttpResponse {
-    let found = state.routes.get(&route);
+    let found = state.routes().get(&route);
     let client = client_ip(
         req.peer_addr().map(|a| a.ip()),
         req.headers(),
@@ -91,7 +91,7 @@ pub async fn preflight(
     state: web::Data<AppState>,
     request_id: RequestId,
 ) -> HttpResponse {
-    find_route(&state.routes, &route)
+    find_route(&state.routes(), &route)
         .and_then(|route| cors::preflight(&route, req.headers()))
         .unwrap_or_else(|e| e.with_request_id(&request_id).error_response())
 }
@@ -114,7 +114,7 @@ async fn handle(
     progress: &mut Progress,
 ) -> Result<HttpResponse, GatewayError> {
     check_client(state.client_limiter.as_deref(), client)?;
-    let route = find_route(&state.routes, route_name)?;
+    let route = find_route(&state.routes(), route_name)?;
     check_allowed(&route, client)?;
     let kind = content_kind(&route, req.headers())?;
     let body = read_body(

@@ -20,7 +20,7 @@ fn now() -> i64 {
 }
 
 /// An independent HMAC-SHA256 (not flowgate's code).
-fn hmac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
     m.update(msg);
     m.finalize().into_bytes().to_vec()
@@ -236,7 +236,7 @@ async fn github_shopify_slack_and_generic_signed_independently() {
     accepted_then_tampered_refused(&app, "generic", &generic, json_body).await;
 }
 
-fn github_headers(secret: &[u8], body: &[u8], delivery: &str) -> Vec<(String, String)> {
+pub(crate) fn github_headers(secret: &[u8], body: &[u8], delivery: &str) -> Vec<(String, String)> {
     vec![
         ("content-type".into(), "application/json".into()),
         (

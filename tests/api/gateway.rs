@@ -50,6 +50,11 @@ impl Gateway {
         }
     }
 
+    /// The configuration file it serves (rewrite it, then reload).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("flowgate.toml")
+    }
+
     /// The process id, to send it a signal.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -28,6 +28,7 @@ mod outbox;
 mod prefect_tls;
 mod real_prefect;
 mod rejections;
+mod reload;
 mod resolution;
 mod restart;
 mod run_history;

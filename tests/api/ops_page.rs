@@ -226,7 +226,13 @@ async fn the_right_token_opens_a_strict_http_only_session_and_sign_out_ends_it()
     .await;
     assert_eq!(status, 200);
     assert!(!is_sign_in_form(&page), "{page}");
-    for section in ["Recent rejections", "Outbox", "Routes", "christmas-signup"] {
+    for section in [
+        "Recent rejections",
+        "Outbox",
+        "Routes",
+        "christmas-signup",
+        "Configuration generation 1, loaded",
+    ] {
         assert!(page.contains(section), "{section}: {page}");
     }
     // Without the trailing slash too.

@@ -4,10 +4,12 @@
 
 mod outbox;
 pub(crate) mod rejections;
+mod reload;
 mod route_table;
 
 pub use outbox::{discard, list_outbox, retry_dead};
 pub use rejections::{get_rejection, list_rejections, replay_rejection};
+pub use reload::reload;
 pub use route_table::list_routes;
 
 use std::future::{ready, Ready};

@@ -275,7 +275,7 @@ pub(crate) async fn run_replay(
     if let Some(refusal) = replay_refusal(record) {
         return Err(refusal);
     }
-    let route = find_route(&state.routes, &record.route)?;
+    let route = find_route(&state.routes(), &record.route)?;
     let header = |name: &str| {
         record
             .headers

@@ -13,7 +13,8 @@ pub async fn list_routes(
 ) -> Result<HttpResponse, ApiError> {
     let _ = &auth;
     let mut routes = Vec::new();
-    for route in state.routes.iter() {
+    let table = state.routes();
+    for route in table.iter() {
         let cached = state.resolver.cached(route.deployment()).await;
         routes.push(json!({
                 "name": route.name().to_string(),
@@ -26,5 +27,17 @@ pub async fn list_routes(
                 "queued": state.store.queued(route.name().as_ref()),
         }));
     }
-    Ok(HttpResponse::Ok().json(json!({ "routes": routes })))
+    let current = state.live.current();
+    let last = state.live.last_reload();
+    Ok(HttpResponse::Ok().json(json!({
+        "generation": current.generation,
+        "loaded_at": crate::timefmt::rfc3339_secs(current.loaded_at),
+        "last_reload": (last.at > 0).then(|| json!({
+            "at": crate::timefmt::rfc3339_secs(last.at),
+            "ok": last.ok,
+            "errors": last.errors,
+            "needs_restart": last.needs_restart,
+        })),
+        "routes": routes,
+    })))
 }

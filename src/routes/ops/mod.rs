@@ -144,7 +144,7 @@ async fn dashboard(
     };
 
     let mut routes = Vec::new();
-    for route in state.routes.iter() {
+    for route in state.routes().iter() {
         routes.push(RouteRow {
             name: route.name().to_string(),
             deployment: route.deployment().to_string(),
@@ -172,6 +172,7 @@ async fn dashboard(
             queued,
             dead,
             routes,
+            config: config_row(&state),
         },
     )
 }
@@ -477,4 +478,21 @@ fn fields(body: &[u8]) -> HashMap<String, String> {
         map.entry(k).or_insert(v);
     }
     map
+}
+
+fn config_row(state: &AppState) -> views::ConfigRow {
+    let current = state.live.current();
+    let last = state.live.last_reload();
+    views::ConfigRow {
+        generation: current.generation,
+        loaded_at: crate::timefmt::rfc3339_secs(current.loaded_at),
+        last_reload: (last.at > 0).then(|| {
+            let at = crate::timefmt::rfc3339_secs(last.at);
+            if last.ok {
+                format!("ok at {at}")
+            } else {
+                format!("failed at {at}: {}", last.errors.join("; "))
+            }
+        }),
+    }
 }

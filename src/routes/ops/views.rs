@@ -43,6 +43,15 @@ pub struct Dashboard {
     pub queued: Vec<OutboxRow>,
     pub dead: Vec<OutboxRow>,
     pub routes: Vec<RouteRow>,
+    pub config: ConfigRow,
+}
+
+/// The configuration being served: its generation and when it was loaded.
+pub struct ConfigRow {
+    pub generation: u64,
+    pub loaded_at: String,
+    /// `ok at …` or `failed at …: …`.
+    pub last_reload: Option<String>,
 }
 
 #[derive(Template)]
