@@ -52,3 +52,108 @@ fn choose(route: &Arc<Route>, input: &InputFields, headers: &HeaderMap) -> Selec
             |t| Selection::Run(Arc::clone(t.route())),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::{read_settings, Configuration, PrefectAuth};
+    use serde_json::{json, Value};
+
+    /// A route `r` from TOML (its `[routes.r]` header included).
+    fn route(toml_text: &str) -> Arc<Route> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml_text).unwrap();
+        let settings = read_settings(&file).unwrap();
+        let config = Configuration::from_settings(settings, PrefectAuth::None).unwrap();
+        config.routes.get("r").unwrap()
+    }
+
+    fn body(v: Value) -> InputFields {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test bodies are objects"),
+        }
+    }
+
+    fn deployment_of(s: &Selection) -> String {
+        match s {
+            Selection::Run(r) => r.deployment().to_string(),
+            Selection::Ignored { reason, .. } => reason.code().to_owned(),
+        }
+    }
+
+    const TARGETS: &str = r#"
+[routes.r]
+auth = "none"
+tags = ["all"]
+filters = [{ path = "livemode", equals = true }]
+[[routes.r.targets]]
+deployment = "billing/paid"
+filters = [{ path = "type", equals = "invoice.paid" }]
+tags = ["paid"]
+[[routes.r.targets]]
+deployment = "billing/invoices"
+filters = [{ path = "type", matches = "invoice\\..*" }]
+[[routes.r.targets]]
+deployment = "billing/other"
+filters = [{ path = "type", exists = true }, { path = "type", one_of = ["charge.refunded", "customer.created"] }]
+"#;
+
+    #[test]
+    fn the_first_target_whose_filters_hold_wins_and_the_rest_are_ignored() {
+        let r = route(TARGETS);
+        let headers = HeaderMap::new();
+        let pick = |v: Value| deployment_of(&select_target(&r, &body(v), &headers));
+        assert_eq!(
+            pick(json!({"livemode": true, "type": "invoice.paid"})),
+            "billing/paid",
+            "both the first and second match: the first wins"
+        );
+        assert_eq!(
+            pick(json!({"livemode": true, "type": "invoice.voided"})),
+            "billing/invoices"
+        );
+        assert_eq!(
+            pick(json!({"livemode": true, "type": "customer.created"})),
+            "billing/other"
+        );
+        assert_eq!(
+            pick(json!({"livemode": true, "type": "payout.paid"})),
+            "no_matching_target"
+        );
+        assert_eq!(
+            pick(json!({"livemode": false, "type": "invoice.paid"})),
+            "filtered",
+            "the route's filters come before any target"
+        );
+        assert_eq!(r.ignored().get(IgnoredReason::NoMatchingTarget), 1);
+        assert_eq!(r.ignored().get(IgnoredReason::Filtered), 1);
+    }
+
+    #[test]
+    fn a_target_keeps_the_routes_tags_before_its_own() {
+        let r = route(TARGETS);
+        let paid = r.targets()[0].route();
+        assert_eq!(paid.tags(), ["all", "paid"]);
+        assert_eq!(
+            paid.name(),
+            r.name(),
+            "one route name: one dedup and share namespace"
+        );
+        assert_eq!(
+            r.deployment().to_string(),
+            "billing/paid",
+            "listings show the first"
+        );
+    }
+
+    #[test]
+    fn a_route_without_targets_runs_itself() {
+        let r = route("[routes.r]\ndeployment = \"f/d\"\nauth = \"none\"\n");
+        match select_target(&r, &body(json!({})), &HeaderMap::new()) {
+            Selection::Run(chosen) => assert!(Arc::ptr_eq(&chosen, &r)),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+}
