@@ -104,3 +104,49 @@ fn the_partner_examples_with_nested_fields_filters_and_targets_check() {
     );
     assert!(stdout.contains("billing-events/invoice-paid"), "{stdout}");
 }
+
+/// With the real Prefect reachable, each target's fields are compared with its own deployment:
+/// a target that leaves a required parameter unset, or sends the wrong type, is named by its
+/// index; one for a deployment Prefect does not have is named too.
+#[tokio::test]
+async fn check_config_compares_each_target_with_its_own_deployment_in_prefect() {
+    let api = crate::e2e::prefect_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.toml");
+    std::fs::write(
+        &file,
+        r#"
+[routes.shop]
+auth = "none"
+unknown_fields = "drop"
+[[routes.shop.targets]]
+deployment = "christmas-signup-handler/website"
+filters = [{ header = "X-Shopify-Topic", equals = "orders/create" }]
+[routes.shop.targets.fields]
+email = { type = "email", path = "customer.email" }
+first_name = { type = "integer", path = "customer.first_name" }
+[[routes.shop.targets]]
+deployment = "christmas-signup-handler/nowhere"
+[routes.shop.targets.fields]
+email = { type = "email", path = "customer.email" }
+"#,
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env_remove("FLOWGATE_CONFIG")
+        .env("FLOWGATE__PREFECT__API_URL", api)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "routes.shop.targets[0]: deployment christmas-signup-handler/website requires parameter \"business_name\"",
+        "routes.shop.targets[0].fields.first_name.type: \"integer\" sends an integer",
+        "routes.shop.targets[1].deployment: christmas-signup-handler/nowhere does not exist in Prefect",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+}
