@@ -158,15 +158,22 @@ async fn handle(
 pub(crate) async fn replay(
     state: &AppState,
     route: &Arc<Route>,
-    content_type: Option<&str>,
+    stored_headers: &[(String, String)],
     body: Bytes,
     idempotency_key: Option<&str>,
     delivery_id: Option<&str>,
     request_id: &RequestId,
 ) -> Result<Outcome, GatewayError> {
+    // The headers the rejection log kept (never a secret one): content type, and those a
+    // route's fields or filters read (`X-GitHub-Event`, `X-Shopify-Topic`, …).
     let mut headers = HeaderMap::new();
-    if let Some(value) = content_type.and_then(|c| c.parse().ok()) {
-        headers.insert(actix_web::http::header::CONTENT_TYPE, value);
+    for (name, value) in stored_headers {
+        if let (Ok(name), Ok(value)) = (
+            actix_web::http::header::HeaderName::try_from(name.as_str()),
+            actix_web::http::header::HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
+        }
     }
     let input = parse_body(content_kind(route, &headers)?, &body, state.body_limits)?;
     let target = match select_target(route, &input, &headers) {

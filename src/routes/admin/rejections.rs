@@ -286,7 +286,7 @@ pub(crate) async fn run_replay(
     let outcome = replay(
         state,
         &route,
-        content_type(record),
+        &record.headers,
         Bytes::from(record.body.clone().unwrap_or_default()),
         header(IDEMPOTENCY_KEY_HEADER),
         record.delivery_id.as_deref(),

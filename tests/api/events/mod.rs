@@ -7,6 +7,7 @@
 
 mod config;
 mod e2e;
+mod replay;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
