@@ -76,8 +76,6 @@ pub async fn request_id_middleware(
     req.extensions_mut().insert(id.clone());
     let log = req.app_data::<web::Data<RequestLog>>().cloned();
     let method = req.method().clone();
-    // The route pattern, not the path: a path is whatever the sender typed.
-    let path = req.match_pattern().unwrap_or_else(|| "-".into());
     let span = tracing::debug_span!("request", request_id = %id);
     let started = Instant::now();
     let mut response = next.call(req).instrument(span).await?;
@@ -97,6 +95,12 @@ pub async fn request_id_middleware(
         log.admit(status, &note, unix_now_ms())
     });
     if write {
+        // The route pattern, not the path (a path is whatever the sender typed); found again
+        // only for a line that is written (a walk of the routes).
+        let path = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "-".into());
         write_line(
             id.as_str(),
             method.as_str(),

@@ -229,6 +229,14 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(admin_only.clone())
                 .app_data(admin_token.clone())
+                // First: the router tries resources in order (a regex each), and nearly every
+                // request is a webhook.
+                .service(
+                    web::resource("/hooks/{route}")
+                        .route(web::post().to(hooks::receive))
+                        .route(web::method(Method::OPTIONS).to(hooks::preflight))
+                        .default_service(web::to(fallback::hooks_method_not_allowed)),
+                )
                 .route("/admin/outbox", web::get().to(admin::list_outbox))
                 .route(
                     "/admin/outbox/{delivery_id}/retry",
@@ -254,12 +262,6 @@ impl Application {
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(admin::metrics))
-                .service(
-                    web::resource("/hooks/{route}")
-                        .route(web::post().to(hooks::receive))
-                        .route(web::method(Method::OPTIONS).to(hooks::preflight))
-                        .default_service(web::to(fallback::hooks_method_not_allowed)),
-                )
                 .default_service(web::to(fallback::not_found))
         })
         .shutdown_timeout(s.server.shutdown_timeout_secs)
