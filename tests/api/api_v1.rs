@@ -409,17 +409,17 @@ async fn run_status_history_deployment_and_cancel_read_the_real_prefect() {
 
     // A run scheduled far ahead (made directly in Prefect) is cancelled.
     let deployment_id = deployment["id"].as_str().unwrap();
-    let scheduled: Value = reqwest::Client::new()
-        .post(format!("{api}/deployments/{deployment_id}/create_flow_run"))
-        .json(&json!({
+    let scheduled: Value = crate::e2e::prefect_write(
+        reqwest::Method::POST,
+        &format!("{api}/deployments/{deployment_id}/create_flow_run"),
+        Some(&json!({
             "parameters": signup(&email),
             "tags": [tag],
             "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2099-01-01T00:00:00Z"}},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+        })),
+    )
+    .await
+    .json()
         .await
         .unwrap();
     let scheduled_id = scheduled["id"].as_str().unwrap().to_owned();

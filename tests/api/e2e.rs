@@ -301,3 +301,28 @@ async fn check_config_finds_the_default_routes_match_the_served_flow() {
         "{stdout}"
     );
 }
+
+/// A write straight to Prefect for a test's setup (a scheduled run, a hand deletion). Prefect on
+/// SQLite answers 503 "database is locked" to a write that meets another (other tests write at
+/// the same time); like any Prefect client, this waits and sends it again. What is under test
+/// is never this call.
+pub async fn prefect_write(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        let mut request = reqwest::Client::new().request(method.clone(), url);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await.unwrap();
+        if response.status().as_u16() != 503 || tokio::time::Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+    }
+}

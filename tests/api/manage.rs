@@ -177,11 +177,12 @@ async fn a_managed_deployment_follows_its_desired_state_through_its_lifecycle() 
     assert!(!scheduled(api, &id).await.is_empty());
 
     // Deleted by hand in Prefect: put back by the reconciler.
-    let r = reqwest::Client::new()
-        .delete(format!("{api}/deployments/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::e2e::prefect_write(
+        reqwest::Method::DELETE,
+        &format!("{api}/deployments/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 204);
     let deadline = Instant::now() + Duration::from_secs(30);
     let back = loop {
@@ -357,11 +358,12 @@ async fn apply_makes_the_files_deployments_and_a_dry_run_only_prints_the_change(
         .as_str()
         .unwrap()
         .to_owned();
-    reqwest::Client::new()
-        .delete(format!("{api}/deployments/{id}"))
-        .send()
-        .await
-        .unwrap();
+    crate::e2e::prefect_write(
+        reqwest::Method::DELETE,
+        &format!("{api}/deployments/{id}"),
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]

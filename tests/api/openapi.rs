@@ -270,20 +270,20 @@ async fn the_document_parses_lists_every_endpoint_and_matches_the_real_answers()
         c.check(cancel_op, cancel(&run_id).await.unwrap()).await.0,
         409
     );
-    let scheduled: Value = reqwest::Client::new()
-        .post(format!(
+    let scheduled: Value = crate::e2e::prefect_write(
+        reqwest::Method::POST,
+        &format!(
             "{api}/deployments/{}/create_flow_run",
             deployment["id"].as_str().unwrap()
-        ))
-        .json(&json!({
+        ),
+        Some(&json!({
             "parameters": signup(&email),
             "tags": [tag],
             "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2099-01-01T00:00:00Z"}},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+        })),
+    )
+    .await
+    .json()
         .await
         .unwrap();
     let (status, _) = c

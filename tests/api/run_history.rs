@@ -34,19 +34,19 @@ async fn pages_show_each_run_once_across_runs_that_share_a_start_time() {
     let tag = format!("test:{}", uuid::Uuid::new_v4());
     let mut made: BTreeMap<String, String> = BTreeMap::new();
     for when in [base, base, base, base + 60] {
-        let run: Value = http
-            .post(format!("{api}/deployments/{deployment_id}/create_flow_run"))
-            .json(&json!({
+        let run: Value = crate::e2e::prefect_write(
+            reqwest::Method::POST,
+            &format!("{api}/deployments/{deployment_id}/create_flow_run"),
+            Some(&json!({
                 "parameters": signup("history@example.com"),
                 "tags": [tag],
                 "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": at(when)}},
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            })),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         made.insert(run["id"].as_str().unwrap().to_owned(), at(when));
     }
 
