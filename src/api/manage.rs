@@ -4,16 +4,16 @@
 //! budget: `200` once Prefect holds it, `202` with `sync: pending` while Prefect cannot take it.
 
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::runs::{deadline, reply, target};
 use super::tokens::Scope;
 use crate::domain::{DeploymentRef, FieldError};
 use crate::error::{GatewayError, Problem};
 use crate::manage::apply::{actual, remove};
 use crate::manage::DesiredDeployment;
-use crate::prefect::Deadline;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::store::{ManagedRow, ManagedWrite};
@@ -79,15 +79,6 @@ impl ManagedState {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ManagedList {
     pub items: Vec<ManagedState>,
-}
-
-fn target((flow, deployment): &(String, String)) -> Result<DeploymentRef, GatewayError> {
-    DeploymentRef::parse(&format!("{flow}/{deployment}"))
-        .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))
-}
-
-fn reply(result: Result<HttpResponse, GatewayError>, request_id: &RequestId) -> HttpResponse {
-    result.unwrap_or_else(|e| e.with_request_id(request_id).error_response())
 }
 
 fn store_error(e: crate::store::StoreError) -> GatewayError {
@@ -261,7 +252,7 @@ pub async fn delete(
             return settle(&state, &name, write).await;
         }
         // Not managed: removed from Prefect directly, if it is there.
-        let deadline = Deadline::after(state.submitter.budget);
+        let deadline = deadline(&state);
         let prefect = &state.submitter.prefect;
         if actual(prefect, &name, deadline)
             .await
@@ -319,7 +310,7 @@ async fn set_paused(
             };
             return settle(&state, &name, write).await;
         }
-        let deadline = Deadline::after(state.submitter.budget);
+        let deadline = deadline(&state);
         let prefect = &state.submitter.prefect;
         let d = actual(prefect, &name, deadline)
             .await

@@ -36,11 +36,15 @@ const MAX_TIES: usize = 200;
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 200;
 
-fn reply(result: Result<HttpResponse, GatewayError>, request_id: &RequestId) -> HttpResponse {
+/// A handler's result as its answer (an error as problem+json with the request id).
+pub(super) fn reply(
+    result: Result<HttpResponse, GatewayError>,
+    request_id: &RequestId,
+) -> HttpResponse {
     result.unwrap_or_else(|e| e.with_request_id(request_id).error_response())
 }
 
-fn deadline(state: &AppState) -> Deadline {
+pub(super) fn deadline(state: &AppState) -> Deadline {
     Deadline::after(state.submitter.budget)
 }
 
@@ -278,7 +282,8 @@ fn missing_as(e: GatewayError, target: &DeploymentRef) -> GatewayError {
     }
 }
 
-fn target((flow, deployment): &(String, String)) -> Result<DeploymentRef, GatewayError> {
+/// The `{flow}/{deployment}` path segments as a deployment name.
+pub(super) fn target((flow, deployment): &(String, String)) -> Result<DeploymentRef, GatewayError> {
     DeploymentRef::parse(&format!("{flow}/{deployment}"))
         .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::tokens::Scope;
-use crate::domain::{DeploymentRef, FieldError, IdempotencyKey, RouteName};
+use crate::domain::{FieldError, IdempotencyKey, RouteName};
 use crate::error::{GatewayError, Problem};
 use crate::pipeline::map::FlowRunPlan;
 use crate::request_id::RequestId;
@@ -80,15 +80,14 @@ pub async fn trigger(
 
 async fn run(
     req: &HttpRequest,
-    (flow, deployment): &(String, String),
+    path: &(String, String),
     body: &[u8],
     state: &AppState,
     request_id: &RequestId,
 ) -> Result<HttpResponse, GatewayError> {
     let tokens = state.api_tokens();
     let token = tokens.authenticate(req.headers())?;
-    let target = DeploymentRef::parse(&format!("{flow}/{deployment}"))
-        .map_err(|e| GatewayError::InvalidQuery(format!("deployment: {e}")))?;
+    let target = super::runs::target(path)?;
     token.allow(&target, Scope::Trigger)?;
     if body.len() > MAX_BODY {
         return Err(GatewayError::PayloadTooLarge { limit: MAX_BODY });
