@@ -6,6 +6,7 @@
 //! the counts behind metrics, readiness and load leveling are kept in memory as entries come
 //! and go (counted from the file once, at open).
 
+mod command;
 mod counts;
 mod managed;
 mod rejections;

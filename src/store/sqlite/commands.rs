@@ -3,57 +3,9 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
+use super::super::command::{Command, Output};
 use super::super::counts::Change;
-use super::super::managed::ManagedWrite;
-use super::super::rejections::RejectionWrite;
 use super::super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, StoreError};
-use super::Reply;
-
-pub enum Command {
-    Enqueue(Box<OutboxEntry>, Reply<()>),
-    /// `now`, per route, the routes with entries queued.
-    Due(i64, usize, Reply<Vec<OutboxEntry>>),
-    Delivered(uuid::Uuid, uuid::Uuid, Reply<()>),
-    Reschedule(uuid::Uuid, i64, String, Reply<()>),
-    Dead(uuid::Uuid, String, Reply<()>),
-    Oldest(Reply<Option<i64>>),
-    List(EntryState, usize, Reply<Vec<OutboxEntry>>),
-    Requeue(uuid::Uuid, i64, Reply<bool>),
-    Remember(String, String, RememberedOutcome, Reply<()>),
-    Prune(i64, usize, Reply<usize>),
-    /// Nothing: answered once the commands before it are committed.
-    Flush(Reply<()>),
-    Rejection(RejectionWrite, Reply<usize>),
-    /// Takes a queued or dead entry out of the outbox for good, with the reason.
-    Discard(uuid::Uuid, String, Reply<bool>),
-    /// A change to the managed deployments; answers the row's generation.
-    Managed(ManagedWrite, Reply<i64>),
-}
-
-impl Command {
-    /// Whether no request waits on it (it may linger for the next commit).
-    pub fn can_wait(&self) -> bool {
-        matches!(
-            self,
-            Command::Remember(..)
-                | Command::Prune(..)
-                | Command::Rejection(
-                    RejectionWrite::Insert(_) | RejectionWrite::AddCount { .. },
-                    _
-                )
-        )
-    }
-}
-
-/// What a command produced.
-pub enum Output {
-    Unit,
-    Entries(Vec<OutboxEntry>),
-    Oldest(Option<i64>),
-    Flag(bool),
-    Count(usize),
-    Generation(i64),
-}
 
 /// What a command needs from its group.
 pub struct Context<'a> {
@@ -219,54 +171,6 @@ pub fn to_store_error(e: &rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
         _ => StoreError::Failed(e.to_string()),
-    }
-}
-
-/// Sends a command's answer; a reply of the wrong shape cannot happen (each command makes one).
-pub fn reply(cmd: Command, result: Result<Output, StoreError>) {
-    fn send<T>(
-        reply: Reply<T>,
-        result: Result<Output, StoreError>,
-        pick: impl FnOnce(Output) -> Option<T>,
-    ) {
-        let value = result.and_then(|o| {
-            pick(o).ok_or_else(|| StoreError::Failed("unexpected command output".into()))
-        });
-        let _ = reply.send(value);
-    }
-    let unit = |o| matches!(o, Output::Unit).then_some(());
-    let entries = |o| match o {
-        Output::Entries(e) => Some(e),
-        _ => None,
-    };
-    match cmd {
-        Command::Enqueue(_, r)
-        | Command::Delivered(_, _, r)
-        | Command::Reschedule(_, _, _, r)
-        | Command::Dead(_, _, r)
-        | Command::Remember(_, _, _, r)
-        | Command::Flush(r) => send(r, result, unit),
-        Command::Due(_, _, r) | Command::List(_, _, r) => send(r, result, entries),
-        Command::Oldest(r) => send(r, result, |o| match o {
-            Output::Oldest(v) => Some(v),
-            _ => None,
-        }),
-        Command::Requeue(_, _, r) => send(r, result, |o| match o {
-            Output::Flag(f) => Some(f),
-            _ => None,
-        }),
-        Command::Discard(_, _, r) => send(r, result, |o| match o {
-            Output::Flag(f) => Some(f),
-            _ => None,
-        }),
-        Command::Rejection(_, r) | Command::Prune(_, _, r) => send(r, result, |o| match o {
-            Output::Count(n) => Some(n),
-            _ => None,
-        }),
-        Command::Managed(_, r) => send(r, result, |o| match o {
-            Output::Generation(g) => Some(g),
-            _ => None,
-        }),
     }
 }
 

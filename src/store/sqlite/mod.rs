@@ -17,17 +17,15 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::command::{Command, Writer};
 use super::{
     Delivery, EntryState, ManagedRow, ManagedWrite, OutboxCounts, OutboxEntry, OutboxStats,
     Rejection, RejectionCount, RejectionQuery, RejectionWrite, RememberedOutcome, Store,
     StoreError,
 };
-use commands::Command;
 use writer::Shared;
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// Commands waiting for the writer; a sender beyond this waits (asynchronously) for room.
 const QUEUE: usize = 8192;
@@ -35,7 +33,7 @@ const QUEUE: usize = 8192;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 pub struct SqliteStore {
-    commands: mpsc::Sender<Command>,
+    commands: Writer,
     shared: Arc<Shared>,
     readers: reader::Readers,
     /// Dropped with the store: the checkpointer stops.
@@ -74,47 +72,11 @@ impl SqliteStore {
             .spawn(move || writer::writer(conn, receiver, soft_limit, for_writer))
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
-            commands,
+            commands: Writer::new(commands),
             shared,
             readers: reader::Readers::new(path.to_path_buf()),
             _checkpoints: stop_checkpoints,
         })
-    }
-
-    /// Like `ask`, but the command is handed to the writer when this is called (when there is
-    /// room), so the caller may drop the future and the write still happens.
-    fn hand_over<T: Send + 'static>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> BoxFuture<'_, Result<T, StoreError>> {
-        let (reply, committed) = oneshot::channel();
-        match self.commands.try_send(make(reply)) {
-            Ok(()) => async move { committed.await.map_err(|_| StoreError::Stopped)? }.boxed(),
-            Err(mpsc::error::TrySendError::Closed(_)) => async { Err(StoreError::Stopped) }.boxed(),
-            Err(mpsc::error::TrySendError::Full(cmd)) => async move {
-                self.commands
-                    .send(cmd)
-                    .await
-                    .map_err(|_| StoreError::Stopped)?;
-                committed.await.map_err(|_| StoreError::Stopped)?
-            }
-            .boxed(),
-        }
-    }
-
-    fn ask<T: Send + 'static>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command + Send + 'static,
-    ) -> BoxFuture<'_, Result<T, StoreError>> {
-        async move {
-            let (tx, rx) = oneshot::channel();
-            self.commands
-                .send(make(tx))
-                .await
-                .map_err(|_| StoreError::Stopped)?;
-            rx.await.map_err(|_| StoreError::Stopped)?
-        }
-        .boxed()
     }
 }
 
@@ -131,14 +93,14 @@ fn checkpoints(conn: Connection, stop: std_mpsc::Receiver<()>) {
 
 impl Store for SqliteStore {
     fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(|r| Command::Enqueue(Box::new(entry), r))
+        self.commands.ask(|r| Command::Enqueue(Box::new(entry), r))
     }
     fn due(
         &self,
         now: i64,
         per_route: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
-        self.ask(move |r| Command::Due(now, per_route, r))
+        self.commands.ask(move |r| Command::Due(now, per_route, r))
     }
     fn counts(&self) -> OutboxCounts {
         self.shared.counts().clone()
@@ -154,7 +116,8 @@ impl Store for SqliteStore {
         id: uuid::Uuid,
         flow_run_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(move |r| Command::Delivered(id, flow_run_id, r))
+        self.commands
+            .ask(move |r| Command::Delivered(id, flow_run_id, r))
     }
     fn reschedule(
         &self,
@@ -162,14 +125,15 @@ impl Store for SqliteStore {
         next_attempt_at: i64,
         error: String,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(move |r| Command::Reschedule(id, next_attempt_at, error, r))
+        self.commands
+            .ask(move |r| Command::Reschedule(id, next_attempt_at, error, r))
     }
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(move |r| Command::Dead(id, error, r))
+        self.commands.ask(move |r| Command::Dead(id, error, r))
     }
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>> {
         async move {
-            let oldest = self.ask(Command::Oldest).await?;
+            let oldest = self.commands.ask(Command::Oldest).await?;
             let counts = self.counts();
             Ok(commands::stats(
                 counts.queued_total(),
@@ -185,7 +149,7 @@ impl Store for SqliteStore {
         async move { found }.boxed()
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(Command::Flush)
+        self.commands.ask(Command::Flush)
     }
     fn remember_delivery(
         &self,
@@ -193,13 +157,14 @@ impl Store for SqliteStore {
         delivery_id: String,
         outcome: RememberedOutcome,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.hand_over(|r| Command::Remember(route, delivery_id, outcome, r))
+        self.commands
+            .hand_over(|r| Command::Remember(route, delivery_id, outcome, r))
     }
     fn discard(&self, id: uuid::Uuid, reason: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.ask(move |r| Command::Discard(id, reason, r))
+        self.commands.ask(move |r| Command::Discard(id, reason, r))
     }
     fn write_rejection(&self, write: RejectionWrite) -> BoxFuture<'_, Result<usize, StoreError>> {
-        self.hand_over(|r| Command::Rejection(write, r))
+        self.commands.hand_over(|r| Command::Rejection(write, r))
     }
     fn list_rejections(
         &self,
@@ -240,21 +205,21 @@ impl Store for SqliteStore {
         before: i64,
         limit: usize,
     ) -> BoxFuture<'_, Result<usize, StoreError>> {
-        self.ask(move |r| Command::Prune(before, limit, r))
+        self.commands.ask(move |r| Command::Prune(before, limit, r))
     }
     fn list(
         &self,
         state: EntryState,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
-        self.ask(move |r| Command::List(state, limit, r))
+        self.commands.ask(move |r| Command::List(state, limit, r))
     }
     fn requeue_dead(&self, id: uuid::Uuid, now: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.ask(move |r| Command::Requeue(id, now, r))
+        self.commands.ask(move |r| Command::Requeue(id, now, r))
     }
 
     fn write_managed(&self, write: ManagedWrite) -> BoxFuture<'_, Result<i64, StoreError>> {
-        self.ask(move |r| Command::Managed(write, r))
+        self.commands.ask(move |r| Command::Managed(write, r))
     }
 
     fn managed(&self, name: String) -> BoxFuture<'_, Result<Option<ManagedRow>, StoreError>> {
@@ -269,6 +234,8 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-pub(crate) use commands::{run as run_command, Command as StoreCommand, Context as StoreContext};
+pub(crate) use super::command::Command as StoreCommand;
+#[cfg(test)]
+pub(crate) use commands::{run as run_command, Context as StoreContext};
 #[cfg(test)]
 pub(crate) use schema::configure;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
+use super::super::command::{reply, Command, Output};
 use super::super::counts::{Change, OutboxCounts};
 use super::super::StoreError;
-use super::commands::{is_full, reply, run, to_store_error, Command, Context, Output};
+use super::commands::{is_full, run, to_store_error, Context};
 use super::schema::used_pages;
 
 /// Most commands committed together.
