@@ -2,13 +2,39 @@
 //! store's writer to do, what each produces, and how the answer reaches the caller. Each backend
 //! runs them in groups, one transaction and one commit per group.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::counts::OutboxCounts;
 use super::managed::ManagedWrite;
 use super::rejections::RejectionWrite;
 use super::{EntryState, OutboxEntry, RememberedOutcome, StoreError};
+
+/// Most commands committed together.
+pub const MAX_GROUP: usize = 512;
+/// How long a group of commands nobody waits on (delivery ids remembered, pruning) waits for
+/// company before it commits: one fsync for a few dozen remembered ids instead of one each.
+/// Anything that arrives meanwhile (an enqueue) joins the same commit.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// What the writer shares with the store's handle.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub counts: Mutex<OutboxCounts>,
+    pub healthy: AtomicBool,
+}
+
+impl Shared {
+    pub fn counts(&self) -> MutexGuard<'_, OutboxCounts> {
+        // Plain counters: a panicking holder cannot leave them half-updated.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -154,5 +180,15 @@ impl Writer {
             rx.await.map_err(|_| StoreError::Stopped)?
         }
         .boxed()
+    }
+}
+
+/// Adds the commands already waiting to the group, up to `MAX_GROUP`.
+pub fn take_waiting(receiver: &mut mpsc::Receiver<Command>, group: &mut Vec<Command>) {
+    while group.len() < MAX_GROUP {
+        match receiver.try_recv() {
+            Ok(cmd) => group.push(cmd),
+            Err(_) => break,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Durable state behind one small trait: the outbox of requests Prefect has not taken yet, and
-//! the delivery ids already accepted. SQLite (one file, WAL, fsync on commit) by default; the
-//! trait is what a PostgreSQL store for several replicas implements later.
+//! the delivery ids already accepted, the rejection log and the managed deployments. SQLite (one
+//! file, WAL, fsync on commit) by default; PostgreSQL for several replicas sharing one state.
 //!
 //! Cost does not grow with what is stored: every operation is an index seek with a limit, and
 //! the counts behind metrics, readiness and load leveling are kept in memory as entries come
@@ -9,14 +9,19 @@
 mod command;
 mod counts;
 mod managed;
+mod postgres;
 mod rejections;
 mod sqlite;
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use serde_json::{Map, Value};
 
 pub use counts::OutboxCounts;
 pub use managed::{ManagedRow, ManagedWrite, SyncOutcome};
+pub use postgres::{PgConnect, PgStore};
 pub use rejections::{v7_floor, Rejection, RejectionCount, RejectionQuery, RejectionWrite};
 pub use sqlite::SqliteStore;
 
@@ -110,6 +115,8 @@ pub trait Store: Send + Sync {
     fn enqueue(&self, entry: OutboxEntry) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Queued entries due at `now`: up to `per_route` of each route that has entries waiting,
     /// each route's in the order they became due (oldest first for entries never deferred).
+    /// A store shared by replicas hands an entry to one replica at a time: it is claimed for
+    /// this replica for a lease (renewed by the next call that answers it again).
     fn due(
         &self,
         now: i64,
@@ -201,6 +208,25 @@ pub trait Store: Send + Sync {
     fn managed(&self, name: String) -> BoxFuture<'_, Result<Option<ManagedRow>, StoreError>>;
     /// Every managed deployment, by name.
     fn all_managed(&self) -> BoxFuture<'_, Result<Vec<ManagedRow>, StoreError>>;
+    /// Takes or renews the lease `name` for `ttl`: true while this replica holds it (one
+    /// reconciler at a time among replicas). A store of one process always holds it.
+    fn lead(&self, name: &'static str, ttl: Duration) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let _ = (name, ttl);
+        async { Ok(true) }.boxed()
+    }
+    /// Replicas sharing this store now (their heartbeats), at least 1.
+    fn replicas(&self) -> u64 {
+        1
+    }
+}
+
+/// Stats from the counts and the oldest entry's creation time.
+pub(crate) fn stats(queued: u64, dead: u64, oldest: Option<i64>, now: i64) -> OutboxStats {
+    OutboxStats {
+        queued,
+        dead,
+        oldest_queued_age_secs: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::super::command::{Command, Output};
 use super::super::counts::Change;
-use super::super::{EntryState, OutboxEntry, OutboxStats, RememberedOutcome, StoreError};
+use super::super::{EntryState, OutboxEntry, RememberedOutcome, StoreError};
 
 /// What a command needs from its group.
 pub struct Context<'a> {
@@ -251,15 +251,6 @@ pub fn recall(
             })
         })
     })
-}
-
-/// Stats from the counts and the oldest entry's creation time.
-pub fn stats(queued: u64, dead: u64, oldest: Option<i64>, now: i64) -> OutboxStats {
-    OutboxStats {
-        queued,
-        dead,
-        oldest_queued_age_secs: oldest.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
-    }
 }
 
 /// Where a delivery id stands: in the outbox (queued, dead, discarded) or delivered.

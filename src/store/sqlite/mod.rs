@@ -19,13 +19,12 @@ use futures_util::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::command::{Command, Writer};
+use super::command::{Command, Shared, Writer};
 use super::{
     Delivery, EntryState, ManagedRow, ManagedWrite, OutboxCounts, OutboxEntry, OutboxStats,
     Rejection, RejectionCount, RejectionQuery, RejectionWrite, RememberedOutcome, Store,
     StoreError,
 };
-use writer::Shared;
 
 /// Commands waiting for the writer; a sender beyond this waits (asynchronously) for room.
 const QUEUE: usize = 8192;
@@ -135,7 +134,7 @@ impl Store for SqliteStore {
         async move {
             let oldest = self.commands.ask(Command::Oldest).await?;
             let counts = self.counts();
-            Ok(commands::stats(
+            Ok(super::stats(
                 counts.queued_total(),
                 counts.dead,
                 oldest,

@@ -2,39 +2,17 @@
 //! transaction and commits once (group commit), so a burst of queued requests costs one fsync,
 //! not one each. The counts change only after the commit that made them true.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use super::super::command::{reply, Command, Output};
+use super::super::command::{reply, take_waiting, Command, Output, Shared, LINGER};
 use super::super::counts::{Change, OutboxCounts};
 use super::super::StoreError;
 use super::commands::{is_full, run, to_store_error, Context};
 use super::schema::used_pages;
-
-/// Most commands committed together.
-const MAX_GROUP: usize = 512;
-/// How long a group of commands nobody waits on (delivery ids remembered, pruning) waits for
-/// company before it commits: one fsync for a few dozen remembered ids instead of one each.
-/// Anything that arrives meanwhile (an enqueue) joins the same commit.
-const LINGER: Duration = Duration::from_millis(2);
-
-/// What the writer shares with the store's handle.
-#[derive(Debug, Default)]
-pub struct Shared {
-    pub counts: Mutex<OutboxCounts>,
-    pub healthy: AtomicBool,
-}
-
-impl Shared {
-    pub fn counts(&self) -> MutexGuard<'_, OutboxCounts> {
-        // Plain counters: a panicking holder cannot leave them half-updated.
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 pub fn writer(
     mut conn: Connection,
@@ -52,16 +30,6 @@ pub fn writer(
         run_group(&mut conn, group, soft_limit, &shared);
     }
     shared.healthy.store(false, Ordering::Relaxed);
-}
-
-/// Adds the commands already waiting to the group, up to `MAX_GROUP`.
-fn take_waiting(receiver: &mut mpsc::Receiver<Command>, group: &mut Vec<Command>) {
-    while group.len() < MAX_GROUP {
-        match receiver.try_recv() {
-            Ok(cmd) => group.push(cmd),
-            Err(_) => break,
-        }
-    }
 }
 
 /// Runs every command in one transaction; each reply is sent only after the commit. If the
