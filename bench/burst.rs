@@ -179,7 +179,8 @@ async fn main() -> Result<(), Error> {
         route.tags.push(tag.clone());
     }
     flowgate::telemetry::init(&settings.telemetry);
-    let app = Application::build(Configuration::from_settings(settings, PrefectAuth::None)?)?;
+    let app =
+        Application::build(Configuration::from_settings(settings, PrefectAuth::None)?).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let admin = app.admin_port().map(|p| format!("http://127.0.0.1:{p}"));
     tokio::spawn(app.run_until_stopped());

@@ -53,6 +53,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Apply the PostgreSQL store's migrations (store.url) and exit; `serve` applies them too.
+    Migrate {
+        /// Configuration file (default: config/default.toml).
+        #[arg(long, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the headers and a curl command a sender of ROUTE would use.
     Sign {
         /// The route to sign for.
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Apply { config, dry_run } => apply(config, dry_run),
+        Command::Migrate { config } => migrate(config),
         Command::Sign {
             route,
             config,
@@ -153,6 +160,37 @@ fn load(path: Option<PathBuf>) -> Result<Configuration, ExitCode> {
     })
 }
 
+fn migrate(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(connect) = config.postgres() else {
+        println!("store.url is not set: the SQLite store creates its schema when it opens");
+        return ExitCode::SUCCESS;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime to reach PostgreSQL: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(flowgate::store::PgStore::migrate(&connect)) {
+        Ok(n) => {
+            println!("{n} migration(s) applied to {}", connect.url);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn apply(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -192,7 +230,9 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     };
     telemetry::init(&config.settings.telemetry);
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config).map_err(|e| error_chain(&e))?;
+        let app = Application::build(config)
+            .await
+            .map_err(|e| error_chain(&e))?;
         app.run_until_stopped().await.map_err(|e| error_chain(&e))
     });
     match result {

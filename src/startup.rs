@@ -28,7 +28,7 @@ use crate::request_log::{LogBudget, RequestLog};
 use crate::route_table::parse_network;
 use crate::routes::{admin, fallback, health, hooks};
 use crate::state::AppState;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 use tokio::sync::{watch, Notify};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,20 @@ pub enum StartupError {
     Store(#[source] crate::store::StoreError),
 }
 
+/// The store the configuration names: PostgreSQL when `store.url` is set, else the SQLite file.
+pub async fn open_store(
+    config: &Configuration,
+) -> Result<Arc<dyn Store>, crate::store::StoreError> {
+    let s = &config.settings.store;
+    Ok(match config.postgres() {
+        Some(connect) => Arc::new(PgStore::open(&connect).await?),
+        None => Arc::new(SqliteStore::open(
+            std::path::Path::new(&s.path),
+            s.max_size_mb,
+        )?),
+    })
+}
+
 pub struct Application {
     port: u16,
     admin_port: Option<u16>,
@@ -55,7 +69,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(config: Configuration) -> Result<Self, StartupError> {
+    pub async fn build(config: Configuration) -> Result<Self, StartupError> {
         let s = &config.settings;
         let address = format!("{}:{}", s.server.host, s.server.port);
         let bind_error = |source| StartupError::Bind {
@@ -87,10 +101,7 @@ impl Application {
             s.prefect.deployment_cache_ttl(),
             s.prefect.deployment_cache_capacity,
         );
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(std::path::Path::new(&s.store.path), s.store.max_size_mb)
-                .map_err(StartupError::Store)?,
-        );
+        let store = open_store(&config).await.map_err(StartupError::Store)?;
         let breaker = Arc::new(Breaker::new(
             s.delivery.breaker_threshold,
             Duration::from_secs(s.delivery.breaker_cooldown_secs),

@@ -17,8 +17,8 @@ pub use route_settings::{
 };
 pub(crate) use secrets::read_secret_file;
 pub use secrets::{
-    admin_token_from_env, PrefectAuth, SecretError, ADMIN_TOKEN_ENV, PREFECT_API_KEY_ENV,
-    PREFECT_AUTH_STRING_ENV,
+    admin_token_from_env, store_password_from_env, PrefectAuth, SecretError, ADMIN_TOKEN_ENV,
+    PREFECT_API_KEY_ENV, PREFECT_AUTH_STRING_ENV, STORE_PASSWORD_ENV,
 };
 pub use settings::{
     AdminSettings, ApiSettings, ApiTokenSettings, DeliverySettings, LimitsSettings, LogFormat,
@@ -47,6 +47,8 @@ pub struct Configuration {
     pub api_tokens: Arc<crate::api::tokens::ApiTokens>,
     /// The file it was read from (what a reload reads again); `None` when built in code.
     pub source: Option<PathBuf>,
+    /// The PostgreSQL store's password (`FLOWGATE_STORE_PASSWORD`), when `store.url` is set.
+    pub store_password: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +85,25 @@ impl fmt::Display for Issues<'_> {
 }
 
 impl Configuration {
+    /// The PostgreSQL store to open, when `store.url` is set (else the SQLite file).
+    pub fn postgres(&self) -> Option<crate::store::PgConnect> {
+        let store = &self.settings.store;
+        store.url.as_ref().map(|url| crate::store::PgConnect {
+            url: url.clone(),
+            password: self.store_password.clone(),
+            ca_file: store.ca_file.clone(),
+            pool_size: store.pool_size,
+            lease: std::time::Duration::from_secs(store.lease_secs),
+        })
+    }
+
     /// Reads `path` (or `config/default.toml`), applies environment overrides and secrets.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH)).to_path_buf();
         let settings = read_settings(&path)?;
         let mut config = Self::from_settings(settings, PrefectAuth::from_env()?)?;
         config.admin_token = admin_token_from_env()?;
+        config.store_password = store_password_from_env()?;
         config.source = Some(path);
         Ok(config)
     }
@@ -143,6 +158,7 @@ impl Configuration {
                 admin_token: None,
                 api_tokens: Arc::new(api_tokens),
                 source: None,
+                store_password: None,
             }),
             _ => Err(ConfigError::Invalid(issues)),
         }
@@ -183,6 +199,31 @@ fn check_settings(s: &Settings) -> Vec<ConfigIssue> {
             });
         }
     };
+    if let Some(url) = &s.store.url {
+        match url.parse::<tokio_postgres::Config>() {
+            Ok(c) if c.get_password().is_some() => need(
+                false,
+                "store.url",
+                "carries a password; give it in FLOWGATE_STORE_PASSWORD (or _FILE) instead",
+            ),
+            Ok(_) => {}
+            Err(_) => need(
+                false,
+                "store.url",
+                "is not a PostgreSQL URL (postgres://user@host:port/database)",
+            ),
+        }
+    }
+    need(
+        s.store.pool_size > 0,
+        "store.pool_size",
+        "must be at least 1",
+    );
+    need(
+        s.store.lease_secs > 0,
+        "store.lease_secs",
+        "must be at least 1",
+    );
     let p = &s.prefect;
     need(
         s.server.max_body_bytes > 0,

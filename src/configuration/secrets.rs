@@ -15,6 +15,14 @@ pub fn admin_token_from_env() -> Result<Option<SecretString>, SecretError> {
     read_secret(ADMIN_TOKEN_ENV, &|name: &str| std::env::var(name).ok())
 }
 
+/// Environment variable holding the PostgreSQL store's password.
+pub const STORE_PASSWORD_ENV: &str = "FLOWGATE_STORE_PASSWORD";
+
+/// Reads the PostgreSQL password (`FLOWGATE_STORE_PASSWORD` or the file named by `…_FILE`).
+pub fn store_password_from_env() -> Result<Option<SecretString>, SecretError> {
+    read_secret(STORE_PASSWORD_ENV, &|name: &str| std::env::var(name).ok())
+}
+
 /// Environment variable holding a Prefect API key, sent as a bearer token.
 pub const PREFECT_API_KEY_ENV: &str = "FLOWGATE_PREFECT_API_KEY";
 

@@ -238,8 +238,20 @@ impl Default for AdminSettings {
 pub struct StoreSettings {
     /// SQLite file (created with its directory). WAL and fsync on every commit.
     pub path: String,
-    /// Largest the file may grow; beyond it new requests that need queueing get 503.
+    /// Largest the SQLite file may grow; beyond it new requests that need queueing get 503.
     pub max_size_mb: u64,
+    /// `postgres://user@host:port/database[?sslmode=require]`: PostgreSQL instead of the
+    /// SQLite file, shared by several replicas. The password comes from
+    /// `FLOWGATE_STORE_PASSWORD` (or the file named by `FLOWGATE_STORE_PASSWORD_FILE`), never
+    /// from the URL.
+    pub url: Option<String>,
+    /// CA certificates (PEM) trusted for PostgreSQL's TLS certificate besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PostgreSQL connections per replica for reads and claims (the writer holds one more).
+    pub pool_size: usize,
+    /// Seconds a replica's claim on an outbox entry lasts: a killed replica's entries are
+    /// delivered by the others after this.
+    pub lease_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -247,6 +259,10 @@ impl Default for StoreSettings {
         Self {
             path: "data/flowgate.db".into(),
             max_size_mb: 1024,
+            url: None,
+            ca_file: None,
+            pool_size: 8,
+            lease_secs: 60,
         }
     }
 }

@@ -344,7 +344,7 @@ event = { type = "string" }
     )
     .unwrap();
     config.admin_token = Some(secrecy::SecretString::from(TOKEN));
-    let app = start_config(config);
+    let app = start_config(config).await;
     let refused = app
         .client
         .post(format!("{}/hooks/gh", app.address))

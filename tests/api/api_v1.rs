@@ -93,7 +93,7 @@ pub(crate) async fn delivered_run(app: &TestApp, id: &str) -> String {
 #[tokio::test]
 async fn tokens_are_checked_for_deployment_and_scope_and_no_token_means_no_api() {
     let prefect = untouchable_prefect().await;
-    let app = start_config(app_config(&format!("{}/api", prefect.uri())));
+    let app = start_config(app_config(&format!("{}/api", prefect.uri()))).await;
     let body = json!({"parameters": {}});
     problem(
         trigger(&app, None, DEPLOYMENT, &body, None).await,
@@ -202,7 +202,7 @@ async fn a_queued_trigger_is_followed_to_its_run_once_prefect_is_back() {
     config.settings.delivery.retry_base_delay_ms = 50;
     config.settings.delivery.retry_max_delay_ms = 200;
     config.settings.delivery.probe_every_secs = 1;
-    let app = start_config(config);
+    let app = start_config(config).await;
     let answer: Value = trigger(
         &app,
         Some(BACKEND),
@@ -268,7 +268,7 @@ async fn a_queued_trigger_is_followed_to_its_run_once_prefect_is_back() {
 #[tokio::test]
 async fn a_trigger_runs_to_completion_in_prefect_and_a_repeated_key_is_the_same_run() {
     let api = prefect_api().await;
-    let app = start_config(app_config(api));
+    let app = start_config(app_config(api)).await;
     let tag = format!("test:{}", uuid::Uuid::new_v4());
     let email = format!("api-{}@example.com", uuid::Uuid::new_v4().simple());
     let body = json!({
@@ -334,7 +334,7 @@ async fn api_get(app: &TestApp, path: &str) -> (u16, Value) {
 #[tokio::test]
 async fn run_status_history_deployment_and_cancel_read_the_real_prefect() {
     let api = prefect_api().await;
-    let app = start_config(app_config(api));
+    let app = start_config(app_config(api)).await;
     let tag = format!("test:{}", uuid::Uuid::new_v4());
     let email = format!("runs-{}@example.com", uuid::Uuid::new_v4().simple());
     let answer: Value = trigger(
@@ -443,7 +443,7 @@ async fn run_status_history_deployment_and_cancel_read_the_real_prefect() {
 #[tokio::test]
 async fn the_example_client_triggers_and_waits_for_a_completed_run() {
     let api = prefect_api().await;
-    let app = start_config(app_config(api));
+    let app = start_config(app_config(api)).await;
     let email = format!("client-{}@example.com", uuid::Uuid::new_v4().simple());
     let connector = uuid::Uuid::new_v4().simple().to_string();
     let out = tokio::process::Command::new("python3")

@@ -81,7 +81,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 }
 
 pub async fn spawn_app_with_auth(settings: Settings, auth: PrefectAuth) -> TestApp {
-    start(Configuration::from_settings(settings, auth).expect("settings are valid"))
+    start(Configuration::from_settings(settings, auth).expect("settings are valid")).await
 }
 
 impl TestApp {
@@ -251,20 +251,22 @@ pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> Tes
     let lookup = move |name: &str| env.get(name).cloned();
     let config = Configuration::from_settings_with_env(settings, PrefectAuth::None, &lookup)
         .expect("settings are valid");
-    start(config)
+    start(config).await
 }
 
 /// Starts the app from a configuration built by the test.
-pub fn start_config(config: Configuration) -> TestApp {
-    start(config)
+pub async fn start_config(config: Configuration) -> TestApp {
+    start(config).await
 }
 
-fn start(mut config: Configuration) -> TestApp {
+async fn start(mut config: Configuration) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     if config.settings.store.path == flowgate::configuration::StoreSettings::default().path {
         config.settings.store.path = data.path().join("flowgate.db").display().to_string();
     }
-    let app = Application::build(config).expect("application builds");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let admin_address = format!(
         "http://127.0.0.1:{}",
@@ -333,7 +335,7 @@ pub async fn spawn_app_with_admin_token(settings: Settings, token: &str) -> Test
     let mut config =
         Configuration::from_settings(settings, PrefectAuth::None).expect("settings are valid");
     config.admin_token = Some(secrecy::SecretString::from(token));
-    start(config)
+    start(config).await
 }
 
 /// A mock Prefect that must receive nothing (`expect(0)`, checked on drop).

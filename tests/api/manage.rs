@@ -92,7 +92,7 @@ fn desired(cron: &str) -> Value {
 #[tokio::test]
 async fn a_managed_deployment_follows_its_desired_state_through_its_lifecycle() {
     let api = prefect_api().await;
-    let app = start_config(config(api));
+    let app = start_config(config(api)).await;
     let name = format!(
         "flowgate-managed/connector-{}",
         uuid::Uuid::new_v4().simple()
@@ -229,7 +229,7 @@ async fn a_managed_deployment_follows_its_desired_state_through_its_lifecycle() 
 #[tokio::test]
 async fn a_bad_cron_or_time_zone_is_refused_before_prefect_is_asked() {
     let api = prefect_api().await;
-    let app = start_config(config(api));
+    let app = start_config(config(api)).await;
     let name = format!("flowgate-managed/bad-{}", uuid::Uuid::new_v4().simple());
     let path = format!("/api/v1/deployments/{name}");
     let body = json!({"schedules": [{"cron": "61 9 * * *"}, {"cron": "0 9 * * *", "timezone": "Mars/Base"}]});
@@ -256,7 +256,7 @@ async fn desired_state_set_while_prefect_is_down_is_applied_once_it_is_back() {
     const PORT: u16 = 4390;
     let api = format!("http://127.0.0.1:{PORT}/api");
     real_prefect::stop(PORT).await;
-    let app = start_config(config(&api));
+    let app = start_config(config(&api)).await;
     let name = format!("flowgate-managed/pending-{}", uuid::Uuid::new_v4().simple());
     let path = format!("/api/v1/deployments/{name}");
     let (status, pending) = call(
@@ -369,7 +369,7 @@ async fn apply_makes_the_files_deployments_and_a_dry_run_only_prints_the_change(
 #[tokio::test]
 async fn the_example_client_walks_a_connectors_lifecycle() {
     let api = prefect_api().await;
-    let app = start_config(config(api));
+    let app = start_config(config(api)).await;
     let connector = uuid::Uuid::new_v4().simple().to_string();
     let out = tokio::process::Command::new("python3")
         .arg(repo_path("examples/clients/connector_lifecycle.py"))

@@ -85,7 +85,7 @@ impl Checker {
 #[tokio::test]
 async fn the_document_parses_lists_every_endpoint_and_matches_the_real_answers() {
     let api = prefect_api().await;
-    let app = start_config(app_config(api));
+    let app = start_config(app_config(api)).await;
     let raw = app
         .client
         .get(format!("{}/api/v1/openapi.json", app.address))
@@ -314,7 +314,7 @@ async fn the_document_parses_lists_every_endpoint_and_matches_the_real_answers()
         .respond_with(ResponseTemplate::new(503))
         .mount(&refusing)
         .await;
-    let queued_app = start_config(app_config(&format!("{}/api", refusing.uri())));
+    let queued_app = start_config(app_config(&format!("{}/api", refusing.uri()))).await;
     let answer: Value = queued_app
         .client
         .post(format!(

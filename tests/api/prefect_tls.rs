@@ -65,7 +65,7 @@ async fn an_https_prefect_with_a_private_ca_gets_runs_and_an_untrusted_one_does_
     let https_api = format!("https://127.0.0.1:{port}/api");
 
     // Trusted through ca_file: the run is made through TLS and completes.
-    let app = start_config(config(&https_api, Some(&certs.ca)).unwrap());
+    let app = start_config(config(&https_api, Some(&certs.ca)).unwrap()).await;
     let tag = format!("test:{}", uuid::Uuid::new_v4());
     let answer = trigger(&app, &tag).await;
     let run_id = match answer["status"].as_str() {
@@ -92,7 +92,7 @@ async fn an_https_prefect_with_a_private_ca_gets_runs_and_an_untrusted_one_does_
 
     // The system's roots alone do not know the test CA: nothing reaches Prefect, the request
     // is kept, and the delivery says why.
-    let untrusting = start_config(config(&https_api, None).unwrap());
+    let untrusting = start_config(config(&https_api, None).unwrap()).await;
     let refused_tag = format!("test:{}", uuid::Uuid::new_v4());
     let answer = trigger(&untrusting, &refused_tag).await;
     assert_eq!(answer["status"], "queued", "{answer}");

@@ -94,11 +94,11 @@ event = {{ type = "string" }}
         .unwrap();
     }
 
-    fn start(&self) -> TestApp {
+    async fn start(&self) -> TestApp {
         let mut config =
             flowgate::configuration::Configuration::load(Some(&self.config())).unwrap();
         config.admin_token = Some(secrecy::SecretString::from(ADMIN));
-        start_config(config)
+        start_config(config).await
     }
 }
 
@@ -140,7 +140,7 @@ async fn a_secret_rotated_by_two_reloads_under_load_never_refuses_a_live_secret(
     let old = files.secret("old", "old-secret");
     let new = files.secret("new", "new-secret");
     files.write(&[&old], "");
-    let app = Arc::new(files.start());
+    let app = Arc::new(files.start().await);
 
     // A sender loops, signing with the old secret until told to switch to the new one.
     let use_new = Arc::new(AtomicBool::new(false));
@@ -205,7 +205,7 @@ async fn an_invalid_file_leaves_the_running_configuration_and_says_why() {
     let (_prefect, files) = setup().await;
     let secret = files.secret("s", "the-secret");
     files.write(&[&secret], "");
-    let app = files.start();
+    let app = files.start().await;
     assert_eq!(send(&app, b"the-secret").await, 202);
 
     files.write(
@@ -263,7 +263,7 @@ async fn a_route_added_by_reload_serves_at_once_and_a_removed_one_is_unknown() {
     let secret = files.secret("s", "the-secret");
     let added = "[routes.signup2]\ndeployment = \"christmas-signup-handler/website\"\nauth = \"none\"\nunknown_fields = \"drop\"\n[routes.signup2.fields]\nevent = { type = \"string\" }\n";
     files.write(&[&secret], "");
-    let app = files.start();
+    let app = files.start().await;
     let post = |route: &'static str| {
         let app = &app;
         async move {
@@ -316,7 +316,7 @@ async fn rate_limit_state_survives_a_reload_unless_the_rate_changed() {
         )
     };
     files.write(&[&secret], &limited(2));
-    let app = files.start();
+    let app = files.start().await;
     let post = || async {
         app.client
             .post(format!("{}/hooks/limited", app.address))

@@ -13,7 +13,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn pages_show_each_run_once_across_runs_that_share_a_start_time() {
     let api = prefect_api().await;
-    let app = start_config(app_config(api));
+    let app = start_config(app_config(api)).await;
     let http = reqwest::Client::new();
     let deployment: Value = http
         .get(format!("{api}/deployments/name/{DEPLOYMENT}"))

@@ -59,7 +59,10 @@ impl PgStore {
     /// Connects, applies the migrations this database lacks, and starts the writer.
     pub async fn open(connect: &PgConnect) -> Result<Self, StoreError> {
         let pool = connect.pool()?;
-        let mut conn = pool.get().await.map_err(|e| connect.error(e.to_string()))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| connect.error(pool_error_text(&e)))?;
         schema::migrate(&mut conn)
             .await
             .map_err(|e| connect.error(error_text(&e)))?;
@@ -96,17 +99,22 @@ impl PgStore {
     /// Applies the migrations only (`flowgate migrate`); answers how many ran.
     pub async fn migrate(connect: &PgConnect) -> Result<usize, StoreError> {
         let pool = connect.pool()?;
-        let mut conn = pool.get().await.map_err(|e| connect.error(e.to_string()))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| connect.error(pool_error_text(&e)))?;
         schema::migrate(&mut conn)
             .await
             .map_err(|e| connect.error(error_text(&e)))
     }
 
     async fn conn(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Failed(format!("no connection to PostgreSQL: {e}")))
+        self.pool.get().await.map_err(|e| {
+            StoreError::Failed(format!(
+                "no connection to PostgreSQL: {}",
+                pool_error_text(&e)
+            ))
+        })
     }
 
     /// Runs a read on a pooled connection.
@@ -123,6 +131,14 @@ impl PgStore {
                 .map_err(|e| StoreError::Failed(error_text(&e)))
         }
         .boxed()
+    }
+}
+
+/// Why no connection could be had, with PostgreSQL's own message when it answered.
+pub(crate) fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => error_text(e),
+        other => other.to_string(),
     }
 }
 
@@ -151,7 +167,7 @@ async fn heartbeat(pool: Pool, me: uuid::Uuid, replicas: Arc<AtomicU64>) {
     loop {
         tick.tick().await;
         let live = async {
-            let conn = pool.get().await.map_err(|e| e.to_string())?;
+            let conn = pool.get().await.map_err(|e| pool_error_text(&e))?;
             reads::lease(&conn, &name, me, HEARTBEAT_TTL_MS)
                 .await
                 .map_err(|e| error_text(&e))?;

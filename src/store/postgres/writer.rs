@@ -165,7 +165,10 @@ async fn connection<'a>(
     if slot.as_ref().is_none_or(|c| c.is_closed()) {
         *slot = None;
         let conn = pool.get().await.map_err(|e| GroupError {
-            error: StoreError::Failed(format!("no connection to PostgreSQL: {e}")),
+            error: StoreError::Failed(format!(
+                "no connection to PostgreSQL: {}",
+                super::pool_error_text(&e)
+            )),
             closed: true,
         })?;
         return Ok(slot.insert(conn));

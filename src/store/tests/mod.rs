@@ -342,3 +342,4 @@ both! {
 }
 mod deliveries;
 mod rejections;
+mod replicas;

@@ -37,7 +37,7 @@ async fn a_replayed_github_push_keeps_the_event_header_its_filter_and_field_read
     )
     .unwrap();
     config.admin_token = Some(secrecy::SecretString::from(ADMIN));
-    let app = start_config(config);
+    let app = start_config(config).await;
     let push = serde_json::to_vec(&github_push(commit())).unwrap();
     problem(
         post_signed(&app, "gh", &github_headers("push", &push), &push).await,
