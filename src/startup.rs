@@ -134,6 +134,7 @@ impl Application {
             },
         };
         let delivery_task = tokio::spawn(deliverer.run(stop_rx));
+        spawn_limit_sharing(&store, limit.clone());
         let manager = crate::manage::Manager::new(
             store.clone(),
             prefect.clone(),
@@ -355,6 +356,23 @@ fn warn_about_rotations(config: &Configuration) {
 
 /// How often delivery ids older than the delivery memory are pruned from the store.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the replicas sharing the store are counted to divide Prefect's concurrency.
+const SHARE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps this replica's part of the concurrency limit toward Prefect at ⌈max / replicas⌉ (one
+/// replica, as with SQLite: all of it), for as long as the store exists.
+fn spawn_limit_sharing(store: &Arc<dyn Store>, limit: crate::prefect::ConcurrencyLimit) {
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SHARE_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            limit.share_among(usize::try_from(store.replicas()).unwrap_or(1));
+        }
+    });
+}
 
 /// Ends the log budget's minutes on time, so a quiet minute's summary is written too.
 fn spawn_log_ticks(log: Arc<RequestLog>) {

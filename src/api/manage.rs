@@ -6,6 +6,7 @@
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
 use super::runs::{deadline, reply, target};
@@ -100,6 +101,9 @@ pub async fn state_of(
     Ok(row.map(|r| ManagedState::from_row(&r, state.manager.waiting_reason(&key))))
 }
 
+/// How often a waiting request reads its deployment's row again.
+const REREAD_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Writes, wakes the reconciler, and waits (up to the request budget) for it to apply this
 /// generation; answers 200 once applied or removed, 202 otherwise.
 async fn settle(
@@ -124,10 +128,24 @@ async fn settle(
         .is_some_and(|r| r.sync() == "in_sync" && r.generation == generation);
     if !done {
         state.manager.wake();
+        // This replica's reconciler tells when it is done; another replica's (the lease
+        // holder's) shows only in the store, so the row is read again meanwhile.
         let wait = async {
-            while let Ok((n, g, _)) = events.recv().await {
-                if n == key && g >= generation {
-                    return;
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok((n, g, _)) if n == key && g >= generation => return,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tokio::time::sleep(REREAD_EVERY) => {
+                        let row = state.store.managed(key.clone()).await;
+                        if let Ok(row) = row {
+                            if row.is_none_or(|r| r.generation >= generation && r.sync() != "pending") {
+                                return;
+                            }
+                        }
+                    }
                 }
             }
         };

@@ -20,6 +20,13 @@ use crate::store::{ManagedRow, ManagedWrite, Store, SyncOutcome};
 const APPLY_BUDGET: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the reconciler looks for changes it was not woken for (written by another replica
+/// sharing the store), and renews its lease.
+const POLL: Duration = Duration::from_secs(2);
+/// The reconciler's lease among replicas: one applies at a time; another takes over when the
+/// holder stops renewing it.
+const LEASE: Duration = Duration::from_secs(15);
+const LEASE_NAME: &str = "reconciler";
 
 /// A deployment's sync after an attempt: `(name, generation, sync)`.
 pub type SyncEvent = (String, i64, &'static str);
@@ -84,16 +91,42 @@ impl Manager {
             .and_then(|w| w.get(name).map(|(reason, ..)| reason.clone()))
     }
 
-    /// Runs until the process stops.
+    /// Runs until the process stops. Among replicas sharing a store, only the holder of the
+    /// reconciler's lease applies; the others wait to take it over.
     pub async fn run(self: Arc<Self>) {
         let mut next_resync = Instant::now();
+        let mut leading = false;
         loop {
+            let poll_at = Instant::now() + POLL;
+            match self.store.lead(LEASE_NAME, LEASE).await {
+                Ok(now_leading) => {
+                    if now_leading != leading {
+                        tracing::info!(leading = now_leading, "reconciler lease");
+                        // A new holder compares everything at once.
+                        next_resync = Instant::now();
+                    }
+                    leading = now_leading;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the reconciler's lease cannot be renewed");
+                    leading = false;
+                }
+            }
+            if !leading {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep_until(poll_at) => {}
+                }
+                continue;
+            }
             let full = Instant::now() >= next_resync;
             if full {
                 next_resync = Instant::now() + self.resync;
             }
             let next_retry = self.pass(full).await;
-            let until = next_retry.map_or(next_resync, |r| r.min(next_resync));
+            let until = next_retry
+                .map_or(next_resync, |r| r.min(next_resync))
+                .min(poll_at);
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(until) => {}

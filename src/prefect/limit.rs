@@ -67,6 +67,8 @@ struct State {
     overloads: u64,
     /// When a request last found no free slot.
     refused_at: Option<Instant>,
+    /// This replica's part of the configured maximum (all of it for one replica).
+    max: usize,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ impl ConcurrencyLimit {
                 slow_start: true,
                 overloads: 0,
                 refused_at: None,
+                max,
             }),
             freed: Notify::new(),
         }))
@@ -118,6 +121,34 @@ impl ConcurrencyLimit {
             in_flight: s.in_flight,
             overloads: s.overloads,
         }
+    }
+
+    /// Divides the configured maximum among `replicas` sharing one Prefect: this one may have
+    /// ⌈max / replicas⌉ calls in flight (never less than the minimum), so N replicas together
+    /// send about what one would. A fixed limit is that share; an adaptive one is capped by it.
+    pub fn share_among(&self, replicas: usize) {
+        let share = self.0.max.div_ceil(replicas.max(1)).max(self.0.min);
+        let mut s = self.state();
+        if s.max == share {
+            return;
+        }
+        tracing::info!(
+            replicas,
+            share,
+            "Prefect concurrency divided among replicas"
+        );
+        s.max = share;
+        let limit = match self.0.mode {
+            LimitMode::Fixed => share,
+            LimitMode::Adaptive => s.limit.min(share),
+        };
+        if limit != s.limit {
+            s.limit = limit;
+            s.served = 0;
+            s.epoch += 1;
+        }
+        drop(s);
+        self.0.freed.notify_waiters();
     }
 
     /// A slot now, or `None` when the limit is reached.
@@ -222,7 +253,7 @@ impl ConcurrencyLimit {
             s.window_factor = 1;
         }
         s.probing = false;
-        if s.limit < self.0.max {
+        if s.limit < s.max {
             s.limit += 1;
             s.probing = true;
             tracing::debug!(
@@ -242,7 +273,7 @@ impl ConcurrencyLimit {
             s.probing = false;
         }
         let cut = ((s.limit as f64) * DECREASE).floor() as usize;
-        let limit = cut.clamp(self.0.min, self.0.max);
+        let limit = cut.clamp(self.0.min, s.max);
         if limit != s.limit {
             tracing::debug!(
                 from = s.limit,

@@ -200,3 +200,35 @@ fn a_fast_prefect_is_used_up_to_the_maximum_within_a_few_thousand_calls() {
         sqlite.share_at(2_000, 1)
     );
 }
+
+#[test]
+fn replicas_divide_the_maximum_among_them() {
+    let mut m = Model::new(1, 12);
+    m.run(20_000, Some(100));
+    assert_eq!(
+        m.limit.snapshot().limit,
+        12,
+        "one replica grows to the maximum"
+    );
+    m.limit.share_among(3);
+    assert_eq!(
+        m.limit.snapshot().limit,
+        4,
+        "a third of it with three replicas"
+    );
+    m.run(20_000, Some(100));
+    assert!(
+        m.trace.iter().rev().take(20_000).all(|&l| l <= 4),
+        "and never past it"
+    );
+    m.limit.share_among(1);
+    m.run(20_000, Some(100));
+    assert_eq!(m.limit.snapshot().limit, 12, "all of it again when alone");
+    m.limit.share_among(50);
+    assert_eq!(m.limit.snapshot().limit, 1, "never below the minimum");
+
+    let fixed = ConcurrencyLimit::new(LimitMode::Fixed, 1, 10);
+    fixed.share_among(3);
+    let permits: Vec<Permit> = std::iter::from_fn(|| fixed.try_acquire()).collect();
+    assert_eq!(permits.len(), 4, "⌈10 / 3⌉");
+}
