@@ -9,7 +9,7 @@
 mod command;
 mod counts;
 mod managed;
-mod postgres;
+pub(crate) mod postgres;
 mod rejections;
 mod sqlite;
 

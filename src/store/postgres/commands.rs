@@ -15,6 +15,13 @@ type PgResult<T> = Result<T, tokio_postgres::Error>;
 
 pub const COLUMNS: &str = "id, route, deployment, parameters, tags, name, idempotency_key, attempts, created_at, next_attempt_at, last_error";
 
+/// An entry stored: `$1`…`$11` as in `COLUMNS`, queued.
+pub(crate) const INSERT_SQL: &str = "INSERT INTO outbox (id, route, deployment, parameters, tags, name, idempotency_key, state, attempts, created_at, next_attempt_at, last_error)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11)";
+/// A delivered entry leaves the outbox (a primary-key delete).
+pub(crate) const DELIVERED_SQL: &str =
+    "DELETE FROM outbox WHERE id = $1 RETURNING route, state, deployment, attempts, created_at";
+
 async fn exec(tx: &Transaction<'_>, sql: &str, args: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
     let stmt = tx.prepare_cached(sql).await?;
     tx.execute(&stmt, args).await
@@ -38,20 +45,26 @@ pub async fn run(tx: &Transaction<'_>, cmd: &Command) -> PgResult<(Output, Optio
             let attempts = i32::try_from(e.attempts).unwrap_or(i32::MAX);
             exec(
                 tx,
-                "INSERT INTO outbox (id, route, deployment, parameters, tags, name, idempotency_key, state, attempts, created_at, next_attempt_at, last_error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11)",
-                &[&e.id, &e.route, &e.deployment, &parameters, &tags, &e.name, &e.idempotency_key, &attempts, &e.created_at, &e.next_attempt_at, &e.last_error],
+                INSERT_SQL,
+                &[
+                    &e.id,
+                    &e.route,
+                    &e.deployment,
+                    &parameters,
+                    &tags,
+                    &e.name,
+                    &e.idempotency_key,
+                    &attempts,
+                    &e.created_at,
+                    &e.next_attempt_at,
+                    &e.last_error,
+                ],
             )
             .await?;
             (Output::Unit, Some(Change::Queued(e.route.clone())))
         }
         Command::Delivered(id, run, _) => {
-            let gone = one(
-                tx,
-                "DELETE FROM outbox WHERE id = $1 RETURNING route, state, deployment, attempts, created_at",
-                &[id],
-            )
-            .await?;
+            let gone = one(tx, DELIVERED_SQL, &[id]).await?;
             let Some(gone) = gone else {
                 return Ok((Output::Unit, None));
             };

@@ -6,9 +6,9 @@
 //! entry's idempotency key keeps a delivery repeated by another replica from making a second
 //! run.
 
-mod commands;
+pub(crate) mod commands;
 mod connect;
-mod reads;
+pub(crate) mod reads;
 mod schema;
 mod writer;
 

@@ -30,19 +30,7 @@ pub async fn claim_due(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let claim = conn
-        .prepare_cached(&format!(
-            "UPDATE outbox o SET claimed_by = $4, claimed_until = $5
-             FROM (SELECT id FROM outbox
-                   WHERE state = 'queued' AND route = $1 AND next_attempt_at <= $2
-                     AND (claimed_until < $2 OR claimed_by = $4)
-                   ORDER BY next_attempt_at, created_at, seq LIMIT $3
-                   FOR UPDATE SKIP LOCKED) due
-             WHERE o.id = due.id
-             RETURNING o.next_attempt_at, o.created_at, o.seq, {}",
-            prefixed(COLUMNS)
-        ))
-        .await?;
+    let claim = conn.prepare_cached(&claim_sql()).await?;
     let limit = i64::try_from(per_route).unwrap_or(i64::MAX);
     let mut out = Vec::new();
     for route in &routes {
@@ -53,6 +41,23 @@ pub async fn claim_due(
         out.extend(rows.iter().map(|r| entry_at(r, 3)));
     }
     Ok(out)
+}
+
+/// The claim of one route's due entries: `$1` route, `$2` now, `$3` limit, `$4` this
+/// replica, `$5` the lease's end. An index seek on `outbox_route_next` with a limit; each
+/// claimed row is updated where the seek locked it (its ctid, stable while locked).
+pub(crate) fn claim_sql() -> String {
+    format!(
+        "UPDATE outbox o SET claimed_by = $4, claimed_until = $5
+         FROM (SELECT ctid FROM outbox
+               WHERE state = 'queued' AND route = $1 AND next_attempt_at <= $2
+                 AND (claimed_until < $2 OR claimed_by = $4)
+               ORDER BY next_attempt_at, created_at, seq LIMIT $3
+               FOR UPDATE SKIP LOCKED) due
+         WHERE o.ctid = due.ctid
+         RETURNING o.next_attempt_at, o.created_at, o.seq, {}",
+        prefixed(COLUMNS)
+    )
 }
 
 fn prefixed(columns: &str) -> String {

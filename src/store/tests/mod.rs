@@ -340,6 +340,7 @@ both! {
         );
     }
 }
+mod cost_postgres;
 mod deliveries;
 mod rejections;
 mod replicas;
