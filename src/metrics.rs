@@ -83,6 +83,7 @@ pub struct Metrics {
     prefect_overloads: Gauge,
     ignored: Family<IgnoredLabel, Counter>,
     config_generation: Gauge,
+    store_replicas: Gauge,
     config_reloads: Family<OutcomeLabel, Counter>,
     sources: Sources,
 }
@@ -103,6 +104,10 @@ impl Metrics {
         let config_generation = gauge(
             "config_generation",
             "The configuration's generation: 1 at start, one more per successful reload",
+        );
+        let store_replicas = gauge(
+            "store_replicas",
+            "Replicas sharing the store (their heartbeats; 1 with SQLite)",
         );
         let outbox_queued = gauge("outbox_queued", "Requests stored and waiting for Prefect");
         let outbox_dead = gauge("outbox_dead", "Requests given up after the configured age");
@@ -209,6 +214,7 @@ impl Metrics {
             registry,
             ignored,
             config_generation,
+            store_replicas,
             config_reloads,
             ratelimit_keys,
             routes,
@@ -235,6 +241,7 @@ impl Metrics {
         let loaded = s.live.current();
         self.routes.set(clamp(loaded.routes.len() as u64));
         self.config_generation.set(clamp(loaded.generation));
+        self.store_replicas.set(clamp(s.store.replicas()));
         for (outcome, n) in [("ok", &s.live.succeeded), ("failed", &s.live.failed)] {
             self.config_reloads
                 .get_or_create(&OutcomeLabel { outcome })

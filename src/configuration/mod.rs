@@ -224,6 +224,15 @@ fn check_settings(s: &Settings) -> Vec<ConfigIssue> {
         "store.lease_secs",
         "must be at least 1",
     );
+    need(
+        s.store.url.is_none()
+            || s.store.lease_secs.saturating_mul(1000)
+                > s.prefect
+                    .timeout_ms
+                    .saturating_add(s.prefect.request_budget_ms),
+        "store.lease_secs",
+        "must exceed one delivery attempt (prefect.timeout_ms + prefect.request_budget_ms)",
+    );
     let p = &s.prefect;
     need(
         s.server.max_body_bytes > 0,

@@ -266,3 +266,27 @@ async fn with_prefect_unreachable_the_comparison_is_skipped_with_a_note() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("is not reachable"), "{stdout}");
 }
+
+#[test]
+fn a_store_url_with_a_password_or_a_lease_shorter_than_an_attempt_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.toml");
+    let secret = "hunter2-never-printed";
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nurl = \"postgres://flowgate:{secret}@db:5432/flowgate\"\nlease_secs = 5\n\
+             [prefect]\ntimeout_ms = 4000\nrequest_budget_ms = 2000\n"
+        ),
+    )
+    .unwrap();
+    let out = check_config(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("store.url: carries a password"), "{stderr}");
+    assert!(stderr.contains("store.lease_secs: must exceed"), "{stderr}");
+    assert!(
+        !stderr.contains(secret),
+        "the password is not echoed: {stderr}"
+    );
+}
