@@ -36,6 +36,25 @@ async fn server() -> &'static (String, String) {
         .await
 }
 
+/// The CA that signed the test server's TLS certificate (`scripts/local-postgres ca`).
+pub async fn ca_file() -> std::path::PathBuf {
+    let (url, _) = server().await;
+    if let Ok(ca) = std::env::var("FLOWGATE_TEST_POSTGRES_CA") {
+        return ca.into();
+    }
+    let port = url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or("5440")
+        .to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-postgres");
+    let out = Command::new(script)
+        .args(["ca", &port])
+        .output()
+        .expect("scripts/local-postgres runs");
+    String::from_utf8_lossy(&out.stdout).trim().into()
+}
+
 /// Creates an empty database; answers its URL (no password) and the password.
 pub async fn fresh_database() -> (String, String) {
     let (url, password) = server().await;

@@ -1,5 +1,6 @@
 //! How the PostgreSQL store connects: the URL (never with a password in it), the password from
-//! the environment or a file, TLS (rustls) when the URL asks for it, and the pool.
+//! the environment or a file, TLS (rustls, certificate and host name checked) when the URL says
+//! `sslmode=require`, and the pool.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -54,11 +55,14 @@ impl PgConnect {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if config.get_ssl_mode() == SslMode::Disable {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-        } else {
+        // `sslmode=require`: TLS, the certificate checked against the roots and the host name
+        // (libpq's verify-full). Otherwise plain TCP, as on a private network or loopback.
+        let manager = if config.get_ssl_mode() == SslMode::Require {
             let tls = self.tls()?;
             Manager::from_config(config, tls, manager_config)
+        } else {
+            config.ssl_mode(SslMode::Disable);
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
         };
         Pool::builder(manager)
             .max_size(self.pool_size.max(2))

@@ -344,3 +344,4 @@ mod cost_postgres;
 mod deliveries;
 mod rejections;
 mod replicas;
+mod tls;
