@@ -36,6 +36,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "prefect": prefect,
         "outbox_queued": store.counts().queued_total(),
         "outbox_oldest_age_seconds": state.readiness.oldest_age_secs(),
+        "replicas": store.replicas(),
         "config": config,
     }))
 }
