@@ -320,6 +320,14 @@ impl Application {
         if let Err(e) = self.delivery_task.await {
             tracing::error!(error = %e, "the deliverer ended abnormally");
         }
+        // Entries this replica claimed but did not finish go back to the others at once.
+        match self.store.release_claims().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "claims on queued entries released"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "claims not released; they lapse with their lease")
+            }
+        }
         // Writes nobody waited for (remembered delivery ids) reach the disk before exit.
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %crate::error::error_chain(&e), "cannot flush the store");

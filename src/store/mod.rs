@@ -214,6 +214,11 @@ pub trait Store: Send + Sync {
         let _ = (name, ttl);
         async { Ok(true) }.boxed()
     }
+    /// Gives back every entry this replica claimed and did not finish (at a graceful stop), so
+    /// the other replicas need not wait for the lease; how many.
+    fn release_claims(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async { Ok(0) }.boxed()
+    }
     /// Replicas sharing this store now (their heartbeats), at least 1.
     fn replicas(&self) -> u64 {
         1

@@ -85,7 +85,12 @@ pub async fn run(tx: &Transaction<'_>, cmd: &Command) -> PgResult<(Output, Optio
         Command::Reschedule(id, next, error, _) => {
             exec(
                 tx,
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+                // Deferred to later: the claim is given up, so any replica takes the entry when it
+                // is due again. Still due now (the pace waits, not the entry): kept.
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,
+                    claimed_by = CASE WHEN next_attempt_at = $2 THEN claimed_by END,
+                    claimed_until = CASE WHEN next_attempt_at = $2 THEN claimed_until ELSE 0 END
+                 WHERE id = $1",
                 &[id, next, error],
             )
             .await?;

@@ -12,8 +12,9 @@ pub(crate) mod reads;
 mod schema;
 mod writer;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
@@ -44,6 +45,9 @@ pub struct PgStore {
     /// This replica's id: the holder of its claims and leases.
     me: uuid::Uuid,
     lease_secs: i64,
+    /// Entries claimed by this replica since it started and not known to be finished: what a
+    /// graceful stop gives back (bounded by what the deliverer holds and has in flight).
+    claimed: Mutex<HashSet<uuid::Uuid>>,
     replicas: Arc<AtomicU64>,
     /// Stopped when the store is dropped.
     _heartbeat: tokio::task::JoinHandle<()>,
@@ -91,6 +95,7 @@ impl PgStore {
             shared,
             me,
             lease_secs: i64::try_from(connect.lease.as_secs()).unwrap_or(60).max(1),
+            claimed: Mutex::default(),
             replicas,
             _heartbeat: heartbeat,
         })
@@ -115,6 +120,11 @@ impl PgStore {
                 pool_error_text(&e)
             ))
         })
+    }
+
+    fn claimed(&self) -> MutexGuard<'_, HashSet<uuid::Uuid>> {
+        // A set of ids: a panicking holder cannot leave it half-updated.
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs a read on a pooled connection.
@@ -203,7 +213,9 @@ impl Store for PgStore {
             let rows = self
                 .read(move |c| reads::claim_due(c, now, per_route, me, until).boxed())
                 .await?;
-            entries(rows)
+            let due = entries(rows)?;
+            self.claimed().extend(due.iter().map(|e| e.id));
+            Ok(due)
         }
         .boxed()
     }
@@ -221,6 +233,7 @@ impl Store for PgStore {
         id: uuid::Uuid,
         flow_run_id: uuid::Uuid,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.claimed().remove(&id);
         self.commands
             .ask(move |r| Command::Delivered(id, flow_run_id, r))
     }
@@ -234,6 +247,7 @@ impl Store for PgStore {
             .ask(move |r| Command::Reschedule(id, next_attempt_at, error, r))
     }
     fn mark_dead(&self, id: uuid::Uuid, error: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.claimed().remove(&id);
         self.commands.ask(move |r| Command::Dead(id, error, r))
     }
     fn stats(&self, now: i64) -> BoxFuture<'_, Result<OutboxStats, StoreError>> {
@@ -336,5 +350,17 @@ impl Store for PgStore {
     }
     fn replicas(&self) -> u64 {
         self.replicas.load(Ordering::Relaxed)
+    }
+    fn release_claims(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let ids: Vec<uuid::Uuid> = self.claimed().drain().collect();
+        let me = self.me;
+        async move {
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            self.read(move |c| async move { reads::release(c, &ids, me).await }.boxed())
+                .await
+        }
+        .boxed()
     }
 }

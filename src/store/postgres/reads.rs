@@ -345,6 +345,16 @@ pub async fn lease(conn: &Object, name: &str, me: uuid::Uuid, ttl_ms: i64) -> Pg
         .is_some())
 }
 
+/// Gives back `me`'s claims on `ids` (those it still holds).
+pub async fn release(conn: &Object, ids: &[uuid::Uuid], me: uuid::Uuid) -> PgResult<u64> {
+    let stmt = conn
+        .prepare_cached(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = 0 WHERE id = ANY($1) AND claimed_by = $2",
+        )
+        .await?;
+    conn.execute(&stmt, &[&ids, &me]).await
+}
+
 /// Replicas whose heartbeat lease is current.
 pub async fn live_replicas(conn: &Object) -> PgResult<u64> {
     let stmt = conn

@@ -120,3 +120,36 @@ async fn one_replica_at_a_time_holds_a_named_lease() {
     }
     assert!(taken, "b takes the lease once a's runs out");
 }
+
+#[tokio::test]
+async fn a_graceful_stop_and_a_deferral_give_claims_back_at_once() {
+    let fx = Fixture::postgres().await;
+    let (a, b) = (fx.open().await, fx.open().await);
+    let entries: Vec<_> = (0..3).map(|n| entry(n, 10)).collect();
+    for e in &entries {
+        a.enqueue(e.clone()).await.unwrap();
+    }
+    assert_eq!(a.due(20, 10).await.unwrap(), entries);
+    // Deferred by a's attempt: due again at 30, claimed by no one.
+    a.reschedule(entries[0].id, 30, "Prefect answered 500".into())
+        .await
+        .unwrap();
+    // Still due now (the pace waits): a keeps it.
+    a.reschedule(entries[1].id, 10, "Prefect answered 503".into())
+        .await
+        .unwrap();
+    assert!(b.due(20, 10).await.unwrap().is_empty(), "a holds the rest");
+    let at_30: Vec<_> = b.due(30, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(at_30, vec![entries[0].id], "the deferred one is anyone's");
+    assert_eq!(
+        a.release_claims().await.unwrap(),
+        2,
+        "a stops: its two claims go back"
+    );
+    let taken: Vec<_> = b.due(30, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(
+        taken.len(),
+        3,
+        "b takes them without waiting for the lease: {taken:?}"
+    );
+}
