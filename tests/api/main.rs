@@ -29,6 +29,7 @@ mod prefect_tls;
 mod real_prefect;
 mod rejections;
 mod reload;
+mod replicas;
 mod resolution;
 mod restart;
 mod run_history;

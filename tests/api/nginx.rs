@@ -6,9 +6,11 @@
 //! flowgate puts `X-Request-Id` on every answer and nginx's own answers carry none: that header
 //! tells which of the two answered.
 
-mod edge;
+pub(crate) mod edge;
 mod systemd;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::ratelimit::LimitSettings;
@@ -18,7 +20,10 @@ use tokio::time::Instant;
 use crate::e2e::{count_runs, prefect_api};
 use crate::helpers::*;
 use crate::nginx_support::{check_config, free_port, make_certs};
-use edge::{largest_hook_cap, render_edge, Edge, Ports, ADMIN_TOKEN, API_MAX_BODY, SERVER_NAME};
+use edge::{
+    largest_hook_cap, render_edge, render_edge_upstream, replica_servers, Edge, Ports, ADMIN_TOKEN,
+    API_MAX_BODY, SERVER_NAME,
+};
 
 #[tokio::test]
 async fn nginx_t_accepts_the_shipped_config_without_a_warning() {
@@ -30,13 +35,103 @@ async fn nginx_t_accepts_the_shipped_config_without_a_warning() {
             https: free_port(),
             flowgate: 8080,
         };
-        let conf = render_edge(dir.path(), &certs, &ports, api_public);
-        let out = check_config(dir.path(), &conf);
-        let text = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "nginx -t: {text}");
-        assert!(text.contains("test is successful"), "{text}");
-        assert!(!text.contains("[warn]"), "nginx -t warns: {text}");
+        let single = render_edge(dir.path(), &certs, &ports, api_public);
+        // The upstream of several replicas, as the comment in flowgate.conf shows it.
+        let servers = replica_servers(&[free_port(), free_port(), free_port()]);
+        let replicated = render_edge_upstream(
+            dir.path(),
+            &certs,
+            ports.http,
+            ports.https,
+            &servers,
+            api_public,
+        );
+        for conf in [single, replicated] {
+            let out = check_config(dir.path(), &conf);
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "nginx -t: {text}");
+            assert!(text.contains("test is successful"), "{text}");
+            assert!(!text.contains("[warn]"), "nginx -t warns: {text}");
+        }
     }
+}
+
+/// A replica that takes a request and closes the connection without answering (one killed while
+/// the request was in flight); answers how many requests it took.
+async fn replica_dying_with_the_request() -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counter = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match connection.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Dropped: closed with no answer.
+            });
+        }
+    });
+    (port, taken)
+}
+
+#[tokio::test]
+async fn a_replica_that_refuses_is_skipped_and_a_post_that_reached_one_is_never_sent_again() {
+    let prefect = untouchable_prefect().await;
+    // The upstream of flowgate.conf's replicated example: a replica that is down (nothing
+    // listens on its port), one that dies with each request it takes, and flowgate.
+    let down = free_port();
+    let (dying, taken) = replica_dying_with_the_request().await;
+    let edge = Edge::start_in_front_of(&format!("{}/api", prefect.uri()), |flowgate| {
+        replica_servers(&[down, dying, flowgate])
+    })
+    .await;
+
+    // A malformed signup: flowgate answers 400 itself, Prefect is never asked.
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(
+            edge.post_json(&format!("/hooks/{ROUTE}"), b"{\"email\":")
+                .await,
+        );
+    }
+    let log = edge.error_log();
+    let statuses: Vec<(u16, bool)> = answers
+        .iter()
+        .map(|a| (a.status, a.by_flowgate()))
+        .collect();
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        1,
+        "the dying replica got one POST, then none for fail_timeout: {statuses:?}\n{log}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|a| **a == (502, false)).count(),
+        1,
+        "its POST was answered 502 by nginx, not sent to flowgate: {statuses:?}\n{log}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|a| **a == (400, true)).count(),
+        5,
+        "every other POST reached flowgate, none the replica that is down: {statuses:?}\n{log}"
+    );
+    assert!(
+        log.contains("Connection refused) while connecting to upstream"),
+        "the replica that is down was tried: {log}"
+    );
+    assert!(
+        log.contains("upstream prematurely closed connection"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

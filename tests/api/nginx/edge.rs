@@ -74,6 +74,20 @@ pub(super) fn render_edge(
     ports: &Ports,
     api_public: bool,
 ) -> PathBuf {
+    let upstream = format!("server 127.0.0.1:{};", ports.flowgate);
+    render_edge_upstream(dir, certs, ports.http, ports.https, &upstream, api_public)
+}
+
+/// `render_edge` with the upstream's `server` line replaced by `servers` (e.g. one line per
+/// replica: `replica_servers`).
+pub(crate) fn render_edge_upstream(
+    dir: &Path,
+    certs: &TestCerts,
+    http: u16,
+    https: u16,
+    servers: &str,
+    api_public: bool,
+) -> PathBuf {
     let includes = dir.join("flowgate");
     std::fs::create_dir_all(&includes).unwrap();
     let include_dir = format!("{}/", includes.display());
@@ -88,17 +102,11 @@ pub(super) fn render_edge(
     }
     let shipped = std::fs::read_to_string(repo_path("nginx/flowgate.conf")).unwrap();
     let mut replacements = vec![
-        ("listen 80;", format!("listen 127.0.0.1:{};", ports.http)),
+        ("listen 80;", format!("listen 127.0.0.1:{http};")),
         ("listen [::]:80;", String::new()),
-        (
-            "listen 443 ssl;",
-            format!("listen 127.0.0.1:{} ssl;", ports.https),
-        ),
+        ("listen 443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
         ("listen [::]:443 ssl;", String::new()),
-        (
-            "server 127.0.0.1:8080;",
-            format!("server 127.0.0.1:{};", ports.flowgate),
-        ),
+        ("server 127.0.0.1:8080;", servers.to_owned()),
         (
             "/etc/letsencrypt/live/flowgate.example.com/fullchain.pem",
             certs.cert.display().to_string(),
@@ -119,6 +127,37 @@ pub(super) fn render_edge(
     let http_conf = dir.join("flowgate.conf");
     std::fs::write(&http_conf, render(&shipped, &replacements)).unwrap();
     write_main_config(dir, &http_conf)
+}
+
+/// The upstream's `server` lines for several replicas as `nginx/flowgate.conf` documents them
+/// (its commented example, one line per replica, parameters as written), each pointed at one of
+/// `ports` on 127.0.0.1.
+pub(crate) fn replica_servers(ports: &[u16]) -> String {
+    let shipped = std::fs::read_to_string(repo_path("nginx/flowgate.conf")).unwrap();
+    let examples: Vec<&str> = shipped
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(str::trim)
+        .filter(|l| l.starts_with("server 10.0.0."))
+        .collect();
+    assert_eq!(
+        examples.len(),
+        ports.len(),
+        "nginx/flowgate.conf's example has one server line per replica: {examples:?}"
+    );
+    examples
+        .iter()
+        .zip(ports)
+        .map(|(line, port)| {
+            let (address, parameters) = line
+                .strip_prefix("server ")
+                .and_then(|l| l.split_once(' '))
+                .unwrap_or_else(|| panic!("not `server ADDRESS PARAMETERS;`: {line}"));
+            assert!(address.ends_with(":8080"), "{line}");
+            format!("server 127.0.0.1:{port} {parameters}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 /// An answer as curl saw it.
@@ -164,6 +203,26 @@ impl Edge {
     pub(super) async fn start_with(api_public: bool, adjust: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = deployed_settings(prefect_api().await);
         adjust(&mut settings);
+        Self::start_upstream(settings, api_public, |flowgate| {
+            format!("server 127.0.0.1:{flowgate};")
+        })
+        .await
+    }
+
+    /// flowgate as deployed (Prefect at `prefect_api`) behind the shipped edge, whose upstream's
+    /// `server` lines are `servers(flowgate's port)`.
+    pub(super) async fn start_in_front_of(
+        prefect_api: &str,
+        servers: impl FnOnce(u16) -> String,
+    ) -> Self {
+        Self::start_upstream(deployed_settings(prefect_api), true, servers).await
+    }
+
+    async fn start_upstream(
+        settings: Settings,
+        api_public: bool,
+        servers: impl FnOnce(u16) -> String,
+    ) -> Self {
         let app = spawn_app_with_admin_token(settings, ADMIN_TOKEN).await;
         let flowgate = app
             .address
@@ -178,7 +237,14 @@ impl Edge {
             https: free_port(),
             flowgate,
         };
-        let conf = render_edge(dir.path(), &certs, &ports, api_public);
+        let conf = render_edge_upstream(
+            dir.path(),
+            &certs,
+            ports.http,
+            ports.https,
+            &servers(flowgate),
+            api_public,
+        );
         let nginx = Nginx::start(dir.path(), &conf).await;
         Self {
             app,
@@ -240,6 +306,11 @@ impl Edge {
             Some(body),
         )
         .await
+    }
+
+    /// What nginx wrote to its error log so far.
+    pub(super) fn error_log(&self) -> String {
+        self.nginx.error_log()
     }
 
     pub(super) fn access_log(&self) -> String {
