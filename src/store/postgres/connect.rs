@@ -13,6 +13,9 @@ use tokio_postgres::config::SslMode;
 
 use super::super::StoreError;
 
+/// Settings of every session: a transaction left idle 30 s ends (its locks with it).
+const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=30000";
+
 /// Where and how to reach PostgreSQL. Debug output never shows the password.
 #[derive(Debug, Clone)]
 pub struct PgConnect {
@@ -52,6 +55,14 @@ impl PgConnect {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
+        // A replica that hangs mid-transaction (or whose network goes silent) must not hold
+        // its row locks (a route's counts) for long: PostgreSQL ends such a session, and dead
+        // peers are found by TCP keepalives within a minute.
+        if config.get_options().is_none() {
+            config.options(SESSION_OPTIONS);
+        }
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
