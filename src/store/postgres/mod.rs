@@ -63,13 +63,7 @@ impl PgStore {
     /// Connects, applies the migrations this database lacks, and starts the writer.
     pub async fn open(connect: &PgConnect) -> Result<Self, StoreError> {
         let pool = connect.pool()?;
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| connect.error(pool_error_text(&e)))?;
-        schema::migrate(&mut conn)
-            .await
-            .map_err(|e| connect.error(error_text(&e)))?;
+        let (_, conn) = migrated(connect, &pool).await?;
         let counts = load_counts(&conn)
             .await
             .map_err(|e| connect.error(error_text(&e)))?;
@@ -104,13 +98,7 @@ impl PgStore {
     /// Applies the migrations only (`flowgate migrate`); answers how many ran.
     pub async fn migrate(connect: &PgConnect) -> Result<usize, StoreError> {
         let pool = connect.pool()?;
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| connect.error(pool_error_text(&e)))?;
-        schema::migrate(&mut conn)
-            .await
-            .map_err(|e| connect.error(error_text(&e)))
+        Ok(migrated(connect, &pool).await?.0)
     }
 
     async fn conn(&self) -> Result<Object, StoreError> {
@@ -158,6 +146,18 @@ pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => crate::error::error_chain(e),
     }
+}
+
+/// A connection from `pool` to a database with every migration applied; how many ran.
+async fn migrated(connect: &PgConnect, pool: &Pool) -> Result<(usize, Object), StoreError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| connect.error(pool_error_text(&e)))?;
+    let ran = schema::migrate(&mut conn)
+        .await
+        .map_err(|e| connect.error(error_text(&e)))?;
+    Ok((ran, conn))
 }
 
 async fn load_counts(conn: &Object) -> Result<OutboxCounts, tokio_postgres::Error> {
