@@ -284,19 +284,24 @@ async fn managed(tx: &Transaction<'_>, w: &ManagedWrite) -> PgResult<i64> {
 
 /// An outbox row read with `COLUMNS`.
 pub fn entry(r: &Row) -> Result<OutboxEntry, String> {
-    let parameters: String = r.get(3);
-    let tags: String = r.get(4);
+    entry_at(r, 0)
+}
+
+/// An outbox row whose `COLUMNS` start at `offset` (after others a statement returns first).
+pub fn entry_at(r: &Row, offset: usize) -> Result<OutboxEntry, String> {
+    let parameters: String = r.get(offset + 3);
+    let tags: String = r.get(offset + 4);
     Ok(OutboxEntry {
-        id: r.get(0),
-        route: r.get(1),
-        deployment: r.get(2),
+        id: r.get(offset),
+        route: r.get(offset + 1),
+        deployment: r.get(offset + 2),
         parameters: serde_json::from_str(&parameters).map_err(|e| format!("parameters: {e}"))?,
         tags: serde_json::from_str(&tags).map_err(|e| format!("tags: {e}"))?,
-        name: r.get(5),
-        idempotency_key: r.get(6),
-        attempts: u32::try_from(r.get::<_, i32>(7)).unwrap_or(0),
-        created_at: r.get(8),
-        next_attempt_at: r.get(9),
-        last_error: r.get(10),
+        name: r.get(offset + 5),
+        idempotency_key: r.get(offset + 6),
+        attempts: u32::try_from(r.get::<_, i32>(offset + 7)).unwrap_or(0),
+        created_at: r.get(offset + 8),
+        next_attempt_at: r.get(offset + 9),
+        last_error: r.get(offset + 10),
     })
 }

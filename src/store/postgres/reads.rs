@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::super::rejections::{v7_floor, Rejection, RejectionCount, RejectionQuery};
 use super::super::{Delivery, EntryState, ManagedRow, OutboxEntry, RememberedOutcome};
-use super::commands::{entry, COLUMNS};
+use super::commands::{entry, entry_at, COLUMNS};
 
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -66,28 +66,6 @@ fn prefixed(columns: &str) -> String {
         .map(|c| format!("o.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// An outbox row whose `COLUMNS` start at `offset`.
-fn entry_at(r: &tokio_postgres::Row, offset: usize) -> Result<OutboxEntry, String> {
-    if offset == 0 {
-        return entry(r);
-    }
-    let parameters: String = r.get(offset + 3);
-    let tags: String = r.get(offset + 4);
-    Ok(OutboxEntry {
-        id: r.get(offset),
-        route: r.get(offset + 1),
-        deployment: r.get(offset + 2),
-        parameters: serde_json::from_str(&parameters).map_err(|e| format!("parameters: {e}"))?,
-        tags: serde_json::from_str(&tags).map_err(|e| format!("tags: {e}"))?,
-        name: r.get(offset + 5),
-        idempotency_key: r.get(offset + 6),
-        attempts: u32::try_from(r.get::<_, i32>(offset + 7)).unwrap_or(0),
-        created_at: r.get(offset + 8),
-        next_attempt_at: r.get(offset + 9),
-        last_error: r.get(offset + 10),
-    })
 }
 
 pub async fn oldest(conn: &Object) -> PgResult<Option<i64>> {
