@@ -55,14 +55,14 @@ impl DeploymentResolver {
             return Ok(found);
         }
         self.metrics.misses.inc();
-        self.cache
-            .try_get_with_by_ref(name, async {
-                self.prefect
-                    .read_deployment(name, deadline, patience)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
+        // Boxed: the miss is rare, and inline its future would make every request's larger.
+        Box::pin(self.cache.try_get_with_by_ref(name, async {
+            self.prefect
+                .read_deployment(name, deadline, patience)
+                .await
+                .map(Arc::new)
+        }))
+        .await
     }
 
     /// Forgets a cached id, e.g. after Prefect answered 404 for it.

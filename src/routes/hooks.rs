@@ -145,7 +145,8 @@ async fn handle(
     };
     let run = match progress.delivery_id.clone() {
         Some(id) => {
-            let first = request.run(state, Some(&id));
+            // Boxed: `once` holds the work through several layers, each a copy of its size.
+            let first = Box::pin(request.run(state, Some(&id)));
             state.deliveries.once(route.name(), &id, first).await?
         }
         None => request.run(state, None).await?,
@@ -315,4 +316,23 @@ fn ignored(reason: IgnoredReason, detail: &str, request_id: &RequestId) -> HttpR
         .extensions_mut()
         .insert(RequestNote::code("ignored"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future `handler` returns. actix moves a handler's future into a box
+    /// for every request, so every byte of it is copied per request: an inline Prefect call
+    /// behind the delivery memory's layers once made it 51 KB (7 % of the CPU profile).
+    fn future_size<A, B, C, D, E, Fut>(_: impl Fn(A, B, C, D, E) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn the_webhook_future_stays_small() {
+        let size = future_size(super::receive);
+        assert!(
+            size <= 8 * 1024,
+            "the webhook handler's future is {size} bytes"
+        );
+    }
 }
