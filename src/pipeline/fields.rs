@@ -1,6 +1,6 @@
 //! Fields stage: apply the route's rules to every field and report every failure at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
 
 use actix_web::http::header::HeaderMap;
 use serde_json::Value;
@@ -10,33 +10,40 @@ use crate::domain::FieldError;
 use crate::error::GatewayError;
 use crate::route_table::{FieldRule, FieldSource, Presence, Route, UnknownFields};
 
-/// Typed field values by field name; only fields the route declares.
+/// Typed field values, one slot per field of the route that validated them, in the route's
+/// order (`None`: absent, no default).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValidatedFields(BTreeMap<String, Value>);
+pub struct ValidatedFields(Vec<Option<Value>>);
 
 impl ValidatedFields {
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+    /// Each field of `route` (the route these were validated for) with its value.
+    pub fn of<'a>(&'a self, route: &'a Route) -> impl Iterator<Item = (&'a FieldRule, &'a Value)> {
+        route
+            .fields()
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(rule, value)| value.as_ref().map(|v| (rule, v)))
     }
 }
 
-/// A field's raw value, found where its source says. `None`: not sent.
-fn raw_value(
+/// A field's raw value, found where its source says (borrowed from the body when it is
+/// there). `None`: not sent.
+fn raw_value<'i>(
     rule: &FieldRule,
-    input: &InputFields,
+    input: &'i InputFields,
     headers: &HeaderMap,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Cow<'i, Value>>, String> {
     Ok(match rule.source() {
-        FieldSource::Key(key) => input.get(key).cloned(),
-        FieldSource::Path(path) => path.lookup(input).cloned(),
-        FieldSource::Body => Some(Value::Object(input.clone())),
+        FieldSource::Key(key) => input.get(key).map(Cow::Borrowed),
+        FieldSource::Path(path) => path.lookup(input).map(Cow::Borrowed),
+        FieldSource::Body => Some(Cow::Owned(Value::Object(input.clone()))),
         FieldSource::Header(name) => match headers.get(name) {
             None => None,
-            Some(v) => Some(Value::String(
+            Some(v) => Some(Cow::Owned(Value::String(
                 v.to_str()
                     .map_err(|_| "must be visible ASCII text".to_owned())?
                     .to_owned(),
-            )),
+            ))),
         },
     })
 }
@@ -48,35 +55,38 @@ pub fn validate_fields(
     headers: &HeaderMap,
 ) -> Result<ValidatedFields, GatewayError> {
     let mut errors = Vec::new();
-    let mut typed = BTreeMap::new();
+    let mut typed = Vec::with_capacity(route.fields().len());
     for rule in route.fields() {
         let label = || rule.source().label();
         let raw = match raw_value(rule, input, headers) {
             Ok(raw) => raw,
             Err(message) => {
                 errors.push(FieldError::new(label(), message));
+                typed.push(None);
                 continue;
             }
         };
-        let absent = match &raw {
+        let absent = match raw.as_deref() {
             None | Some(Value::Null) => true,
             Some(Value::String(s)) => s.trim().is_empty(),
             Some(_) => false,
         };
-        match (absent, rule.presence()) {
-            (true, Presence::Required) => errors.push(FieldError::new(label(), "is required")),
-            (true, Presence::Optional(Some(default))) => {
-                typed.insert(rule.name().to_owned(), default.clone());
+        let value = match (absent, rule.presence()) {
+            (true, Presence::Required) => {
+                errors.push(FieldError::new(label(), "is required"));
+                None
             }
-            (true, Presence::Optional(None)) => {}
-            (false, _) => match raw.as_ref().map(|v| rule.check(v)) {
-                Some(Ok(value)) => {
-                    typed.insert(rule.name().to_owned(), value);
+            (true, Presence::Optional(default)) => default.clone(),
+            (false, _) => match raw.as_deref().map(|v| rule.check(v)) {
+                Some(Ok(value)) => Some(value),
+                Some(Err(message)) => {
+                    errors.push(FieldError::new(label(), message));
+                    None
                 }
-                Some(Err(message)) => errors.push(FieldError::new(label(), message)),
-                None => {}
+                None => None,
             },
-        }
+        };
+        typed.push(value);
     }
     if route.unknown_fields() == UnknownFields::Reject {
         errors.extend(unknown_keys(route, input).into_iter().map(|k| {
@@ -94,26 +104,16 @@ pub fn validate_fields(
 }
 
 /// Top-level keys no field reads: a path claims its first key, the whole body claims all.
+/// A scan of the route's few fields per key: no set built per request.
 fn unknown_keys<'i>(route: &Route, input: &'i InputFields) -> Vec<&'i String> {
-    let mut claimed = BTreeSet::new();
-    let mut all = false;
-    for rule in route.fields() {
-        match rule.source() {
-            FieldSource::Key(k) => {
-                claimed.insert(k.as_str());
-            }
-            FieldSource::Path(p) => {
-                claimed.insert(p.first_key());
-            }
-            FieldSource::Body => all = true,
-            FieldSource::Header(_) => {}
-        }
-    }
-    if all {
-        return Vec::new();
-    }
+    let claims = |rule: &FieldRule, key: &str| match rule.source() {
+        FieldSource::Key(k) => k == key,
+        FieldSource::Path(p) => p.first_key() == key,
+        FieldSource::Body => true,
+        FieldSource::Header(_) => false,
+    };
     input
         .keys()
-        .filter(|k| !claimed.contains(k.as_str()))
+        .filter(|key| !route.fields().iter().any(|rule| claims(rule, key)))
         .collect()
 }

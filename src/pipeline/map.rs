@@ -41,10 +41,8 @@ pub fn plan_flow_run(
     request_id: &RequestId,
 ) -> Result<FlowRunPlan, GatewayError> {
     let mut parameters = Map::new();
-    for rule in route.fields() {
-        if let Some(value) = fields.get(rule.name()) {
-            parameters.insert(rule.param().to_owned(), value.clone());
-        }
+    for (rule, value) in fields.of(route) {
+        parameters.insert(rule.param().to_owned(), value.clone());
     }
     for (name, value) in route.constants() {
         parameters.insert(name.clone(), value.clone());
@@ -57,10 +55,9 @@ pub fn plan_flow_run(
     let name = route.run_name().map(|template| {
         let route_name = Value::String(route.name().to_string());
         let request_id = Value::String(request_id.to_string());
-        let mut values: BTreeMap<&str, &Value> = route
-            .fields()
-            .iter()
-            .filter_map(|rule| fields.get(rule.name()).map(|v| (rule.name(), v)))
+        let mut values: BTreeMap<&str, &Value> = fields
+            .of(route)
+            .map(|(rule, value)| (rule.name(), value))
             .collect();
         values.insert("route", &route_name);
         values.insert("request_id", &request_id);
