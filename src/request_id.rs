@@ -27,7 +27,13 @@ impl RequestId {
     }
 
     fn new() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(
+            uuid::Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut text)
+                .to_owned(),
+        )
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.

@@ -3,10 +3,13 @@
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::StreamExt;
+use std::future::Future;
+use std::task::Poll;
 
 use crate::error::GatewayError;
 
 /// Reads the body within `timeout`, else 408 `request_timeout` (a slow sender holds no slot forever).
+/// A body that arrived with its headers (nearly every one) is read without arming a timer.
 #[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
     headers: &HeaderMap,
@@ -14,7 +17,12 @@ pub async fn read_body(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
-    tokio::time::timeout(timeout, read_limited(headers, payload, limit))
+    let mut reading = std::pin::pin!(read_limited(headers, payload, limit));
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    if let Poll::Ready(read) = first {
+        return read;
+    }
+    tokio::time::timeout(timeout, reading)
         .await
         .map_err(|_| GatewayError::RequestTimeout(timeout.as_millis() as u64))?
 }

@@ -39,7 +39,8 @@ pub async fn receive(
     state: web::Data<AppState>,
     request_id: RequestId,
 ) -> HttpResponse {
-    let found = state.routes().get(&route);
+    // One lookup per request: the table and the route are shared by every worker.
+    let found = find_route(&state.routes(), &route);
     let client = client_ip(
         req.peer_addr().map(|a| a.ip()),
         req.headers(),
@@ -48,7 +49,7 @@ pub async fn receive(
     let mut progress = Progress::default();
     let handled = handle(
         &req,
-        &route,
+        found.clone(),
         client,
         payload,
         &state,
@@ -73,6 +74,7 @@ pub async fn receive(
             e.with_request_id(&request_id).error_response()
         }
     };
+    let found = found.ok();
     cors::decorate(found.as_deref(), req.headers(), &mut response);
     let mut note = response
         .extensions()
@@ -106,7 +108,7 @@ struct Progress {
 
 async fn handle(
     req: &HttpRequest,
-    route_name: &str,
+    route: Result<Arc<Route>, GatewayError>,
     client: Option<IpAddr>,
     payload: web::Payload,
     state: &AppState,
@@ -114,7 +116,7 @@ async fn handle(
     progress: &mut Progress,
 ) -> Result<HttpResponse, GatewayError> {
     check_client(state.client_limiter.as_deref(), client)?;
-    let route = find_route(&state.routes(), route_name)?;
+    let route = route?;
     check_allowed(&route, client)?;
     let kind = content_kind(&route, req.headers())?;
     let body = read_body(
