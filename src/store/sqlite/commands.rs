@@ -253,6 +253,23 @@ pub fn recall(
     })
 }
 
+/// Every stored delivery id with its route and creation time (once, at open).
+pub fn each_delivery(
+    conn: &rusqlite::Connection,
+    mut each: impl FnMut(&str, &str, i64),
+) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare("SELECT route, delivery_id, created_at FROM deliveries")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        each(
+            row.get_ref(0)?.as_str()?,
+            row.get_ref(1)?.as_str()?,
+            row.get(2)?,
+        );
+    }
+    Ok(())
+}
+
 /// Where a delivery id stands: in the outbox (queued, dead, discarded) or delivered.
 pub fn delivery(
     conn: &rusqlite::Connection,

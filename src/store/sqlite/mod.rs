@@ -7,6 +7,7 @@ mod managed;
 mod reader;
 mod rejections;
 mod schema;
+mod seen;
 mod writer;
 
 use std::path::Path;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     commands: Writer,
     shared: Arc<Shared>,
     readers: reader::Readers,
+    /// The delivery ids the table may hold: a new one is answered without a read.
+    seen: Arc<seen::SeenIds>,
     /// Dropped with the store: the checkpointer stops.
     _checkpoints: std_mpsc::Sender<()>,
 }
@@ -54,6 +57,9 @@ impl SqliteStore {
         let soft_limit =
             schema::configure(&conn, max_size_mb).map_err(|e| open_error(e.to_string()))?;
         let counts = writer::count_all(&conn).map_err(|e| open_error(e.to_string()))?;
+        let seen = Arc::new(seen::SeenIds::new());
+        commands::each_delivery(&conn, |route, id, at| seen.insert(route, id, at))
+            .map_err(|e| open_error(e.to_string()))?;
         let shared = Arc::new(Shared {
             counts: counts.into(),
             healthy: true.into(),
@@ -74,6 +80,7 @@ impl SqliteStore {
             commands: Writer::new(commands),
             shared,
             readers: reader::Readers::new(path.to_path_buf()),
+            seen,
             _checkpoints: stop_checkpoints,
         })
     }
@@ -156,6 +163,9 @@ impl Store for SqliteStore {
         delivery_id: String,
         outcome: RememberedOutcome,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
+        // A second later than the row's own time: the filter never forgets it before the table.
+        let at = crate::pipeline::verify::unix_now().saturating_add(1);
+        self.seen.insert(&route, &delivery_id, at);
         self.commands
             .hand_over(|r| Command::Remember(route, delivery_id, outcome, r))
     }
@@ -194,9 +204,12 @@ impl Store for SqliteStore {
         delivery_id: String,
         since: i64,
     ) -> BoxFuture<'_, Result<Option<RememberedOutcome>, StoreError>> {
-        let recalled = self
-            .readers
-            .with(|conn| commands::recall(conn, &route, &delivery_id, since));
+        let recalled = if self.seen.may_hold(&route, &delivery_id) {
+            self.readers
+                .with(|conn| commands::recall(conn, &route, &delivery_id, since))
+        } else {
+            Ok(None)
+        };
         async move { recalled }.boxed()
     }
     fn prune_deliveries(
@@ -204,6 +217,7 @@ impl Store for SqliteStore {
         before: i64,
         limit: usize,
     ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        self.seen.expire(before);
         self.commands.ask(move |r| Command::Prune(before, limit, r))
     }
     fn list(
