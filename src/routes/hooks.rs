@@ -151,7 +151,8 @@ async fn handle(
             let first = Box::pin(request.run(state, Some(&id)));
             state.deliveries.once(route.name(), &id, first).await?
         }
-        None => request.run(state, None).await?,
+        // Boxed too: the handler's future stays small for the requests that never get here.
+        None => Box::pin(request.run(state, None)).await?,
     };
     Ok(answer(run, request_id))
 }
@@ -333,7 +334,7 @@ mod tests {
     fn the_webhook_future_stays_small() {
         let size = future_size(super::receive);
         assert!(
-            size <= 8 * 1024,
+            size <= 2 * 1024,
             "the webhook handler's future is {size} bytes"
         );
     }
