@@ -207,7 +207,7 @@ impl GatewayError {
     pub fn with_request_id(self, request_id: &RequestId) -> ApiError {
         ApiError {
             error: self,
-            request_id: request_id.to_string(),
+            request_id: request_id.clone(),
         }
     }
 }
@@ -218,7 +218,7 @@ impl GatewayError {
 pub struct ApiError {
     #[source]
     pub error: GatewayError,
-    pub request_id: String,
+    pub request_id: RequestId,
 }
 
 /// RFC 9457 problem details with flowgate's extensions.
@@ -226,7 +226,8 @@ pub struct ApiError {
 pub struct Problem<'a> {
     /// `urn:flowgate:problem:{code}`.
     #[serde(rename = "type")]
-    kind: String,
+    #[schema(value_type = String)]
+    kind: ProblemType,
     title: &'a str,
     status: u16,
     code: &'a str,
@@ -239,6 +240,15 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     reason: Option<&'static str>,
+}
+
+/// `urn:flowgate:problem:{code}`, written without building the string.
+pub struct ProblemType(&'static str);
+
+impl Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("urn:flowgate:problem:{}", self.0))
+    }
 }
 
 impl ResponseError for ApiError {
@@ -255,12 +265,12 @@ impl ResponseError for ApiError {
             note = note.with_detail(&error_chain(&self.error));
         }
         let problem = Problem {
-            kind: format!("urn:flowgate:problem:{code}"),
+            kind: ProblemType(code),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             code,
             detail: self.error.to_string(),
-            request_id: &self.request_id,
+            request_id: self.request_id.as_str(),
             errors: self.error.field_errors(),
             reason: match self.error {
                 GatewayError::TimestampOutOfWindow { too_new: true, .. } => Some("too_new"),

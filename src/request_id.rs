@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::{ready, Ready};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -17,8 +18,9 @@ use crate::request_log::{write_line, RequestLog, RequestNote};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Shared: the middleware, the handler and an error answer each hold it without a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+pub struct RequestId(Arc<str>);
 
 impl RequestId {
     /// A fresh id (a UUIDv7), for work no request started (an admin replay).
@@ -28,12 +30,9 @@ impl RequestId {
 
     fn new() -> Self {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        Self(
-            uuid::Uuid::now_v7()
-                .hyphenated()
-                .encode_lower(&mut text)
-                .to_owned(),
-        )
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
+        ))
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.
@@ -43,7 +42,7 @@ impl RequestId {
             && s.len() <= 64
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        ok.then(|| Self(s.to_owned()))
+        ok.then(|| Self(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,10 +102,13 @@ pub async fn request_id_middleware(
     if write {
         // The route pattern, not the path (a path is whatever the sender typed); found again
         // only for a line that is written (a walk of the routes).
-        let path = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "-".into());
+        let path = match note.pattern {
+            Some(pattern) => pattern.into(),
+            None => response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "-".into()),
+        };
         write_line(
             id.as_str(),
             method.as_str(),

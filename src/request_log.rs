@@ -30,6 +30,9 @@ pub struct RequestNote {
     pub code: &'static str,
     /// For server errors and admin actions: what happened, bounded.
     pub detail: Option<String>,
+    /// The path pattern for the line, when the router's match does not name it (a webhook's
+    /// route is found by the handler, not by a pattern).
+    pub pattern: Option<&'static str>,
 }
 
 impl RequestNote {
@@ -251,6 +254,7 @@ mod tests {
             client: Some(IpAddr::from([10, 0, 0, client])),
             code,
             detail: None,
+            pattern: None,
         }
     }
 

@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
@@ -241,14 +240,9 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(admin_only.clone())
                 .app_data(admin_token.clone())
-                // First: the router tries resources in order (a regex each), and nearly every
-                // request is a webhook.
-                .service(
-                    web::resource("/hooks/{route}")
-                        .route(web::post().to(hooks::receive))
-                        .route(web::method(Method::OPTIONS).to(hooks::preflight))
-                        .default_service(web::to(fallback::hooks_method_not_allowed)),
-                )
+                // First: the router tries services in order, and nearly every request is a
+                // webhook. A prefix, not a `{route}` pattern: no regex per request.
+                .service(web::scope("/hooks").default_service(web::to(hooks::dispatch)))
                 .route("/admin/outbox", web::get().to(admin::list_outbox))
                 .route(
                     "/admin/outbox/{delivery_id}/retry",

@@ -187,7 +187,7 @@ mod tests {
             Err(GatewayError::ValidationFailed(_) | GatewayError::MalformedBody(_))
         ));
         match parse(br#"{"parameters": [1]}"#) {
-            Err(GatewayError::ValidationFailed(e)) => assert_eq!(e[0].field, "parameters"),
+            Err(GatewayError::ValidationFailed(e)) => assert_eq!(&*e[0].field, "parameters"),
             other => panic!("{other:?}"),
         }
         match parse(br#"{"params": {}}"#) {

@@ -260,10 +260,10 @@ mod tests {
         ] {
             let errors = with_schedule(bad, "UTC").check();
             assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
-            assert_eq!(errors[0].field, "schedules[0].cron", "{bad}");
+            assert_eq!(&*errors[0].field, "schedules[0].cron", "{bad}");
         }
         let errors = with_schedule("0 9 * * *", "Mars/Base").check();
-        assert_eq!(errors[0].field, "schedules[0].timezone");
+        assert_eq!(&*errors[0].field, "schedules[0].timezone");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn raw_value<'i>(
     headers: &HeaderMap,
 ) -> Result<Option<Cow<'i, Value>>, String> {
     Ok(match rule.source() {
-        FieldSource::Key(key) => input.get(key).map(Cow::Borrowed),
+        FieldSource::Key(key) => input.get(&**key).map(Cow::Borrowed),
         FieldSource::Path(path) => path.lookup(input).map(Cow::Borrowed),
         FieldSource::Body => Some(Cow::Owned(Value::Object(input.clone()))),
         FieldSource::Header(name) => match headers.get(name) {
@@ -107,7 +107,7 @@ pub fn validate_fields(
 /// A scan of the route's few fields per key: no set built per request.
 fn unknown_keys<'i>(route: &Route, input: &'i InputFields) -> Vec<&'i String> {
     let claims = |rule: &FieldRule, key: &str| match rule.source() {
-        FieldSource::Key(k) => k == key,
+        FieldSource::Key(k) => **k == *key,
         FieldSource::Path(p) => p.first_key() == key,
         FieldSource::Body => true,
         FieldSource::Header(_) => false,

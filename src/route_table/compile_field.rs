@@ -203,7 +203,7 @@ fn field_source(
                 .ok()
         }
         (None, None) if kind == FieldKind::Object => Some(FieldSource::Body),
-        (None, None) => Some(FieldSource::Key(name.to_owned())),
+        (None, None) => Some(FieldSource::Key(name.into())),
     }
 }
 

@@ -1,6 +1,8 @@
 //! One input field's rule, and the check that turns a raw value into a typed one.
 //! Website forms send every value as a string, so numbers and booleans are read from strings too.
 
+use std::sync::Arc;
+
 use actix_web::http::header::HeaderName;
 use regex::Regex;
 use serde_json::{Number, Value};
@@ -77,8 +79,9 @@ pub enum Presence {
 /// Where a field's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldSource {
-    /// The top-level key named like the field (a JSON key or a form field), as sent.
-    Key(String),
+    /// The top-level key named like the field (a JSON key or a form field), as sent. Shared:
+    /// it names the field in every 422 without an allocation.
+    Key(Arc<str>),
     /// A path into the body, e.g. `repository.full_name` or `line_items[0].sku`.
     Path(BodyPath),
     /// A request header (name kept as configured, looked up case-insensitively).
@@ -89,11 +92,11 @@ pub enum FieldSource {
 
 impl FieldSource {
     /// How errors name the field: its key, its path, or `header <Name>`.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> Arc<str> {
         match self {
-            Self::Key(k) => k.clone(),
-            Self::Path(p) => p.to_string(),
-            Self::Header(h) => format!("header {h}"),
+            Self::Key(k) => Arc::clone(k),
+            Self::Path(p) => p.to_string().into(),
+            Self::Header(h) => format!("header {h}").into(),
             Self::Body => "body".into(),
         }
     }

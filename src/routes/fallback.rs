@@ -8,7 +8,3 @@ use crate::request_id::RequestId;
 pub async fn not_found(request_id: RequestId) -> Result<HttpResponse, ApiError> {
     Err(GatewayError::NotFound.with_request_id(&request_id))
 }
-
-pub async fn hooks_method_not_allowed(request_id: RequestId) -> Result<HttpResponse, ApiError> {
-    Err(GatewayError::MethodNotAllowed { allowed: "POST" }.with_request_id(&request_id))
-}

@@ -270,6 +270,13 @@ event = {{ type = "string", max_length = 20 }}
             .any(|l| l["code"] == "unknown_route" && l["route"] == "-"),
         "{logs}"
     );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["method"] == "POST")
+            .all(|l| l["path"] == "/hooks/{route}"),
+        "webhook lines name the pattern, never the path sent:\n{logs}"
+    );
     for line in &raw {
         assert!(line.len() <= 300, "{} bytes: {line}", line.len());
         assert!(

@@ -86,6 +86,19 @@ async fn wire_level_rejections_have_their_codes() {
             "method_not_allowed",
         ),
         (
+            "a path below a hook",
+            c.post(format!("{}/extra", url(ROUTE)))
+                .json(&signup("a@b.co")),
+            404,
+            "not_found",
+        ),
+        (
+            "no route named",
+            c.post(url("")).json(&signup("a@b.co")),
+            404,
+            "not_found",
+        ),
+        (
             "body over the route's 16 KiB",
             c.post(url(ROUTE))
                 .header("content-type", "application/json")

@@ -21,8 +21,10 @@ pub async fn reload(
             .errors
             .iter()
             .map(|line| match line.split_once(": ") {
-                Some((path, message)) if !path.contains(' ') => FieldError::new(path, message),
-                _ => FieldError::new("configuration", line.as_str()),
+                Some((path, message)) if !path.contains(' ') => {
+                    FieldError::new(path, message.to_owned())
+                }
+                _ => FieldError::new("configuration", line.clone()),
             })
             .collect();
         return Err(auth.fail(GatewayError::ReloadFailed(errors)));

@@ -290,7 +290,7 @@ async fn replay(
                 .field_errors()
                 .unwrap_or_default()
                 .iter()
-                .map(|f| (f.field.clone(), f.message.clone()))
+                .map(|f| (f.field.to_string(), f.message.to_string()))
                 .collect(),
         },
     };
