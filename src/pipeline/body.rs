@@ -9,7 +9,10 @@ use std::task::Poll;
 use crate::error::GatewayError;
 
 /// Reads the body within `timeout`, else 408 `request_timeout` (a slow sender holds no slot forever).
-/// A body that arrived with its headers (nearly every one) is read without arming a timer.
+/// A body that arrived with its headers (nearly every one) is read without arming a timer: the
+/// handler is first polled before the connection hands over the bytes already received, so it
+/// yields once (the connection feeds them meanwhile) and arms the timer only if the body is
+/// still incomplete after that.
 #[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
     headers: &HeaderMap,
@@ -18,8 +21,18 @@ pub async fn read_body(
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     let mut reading = std::pin::pin!(read_limited(headers, payload, limit));
-    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-    if let Poll::Ready(read) = first {
+    let mut yielded = false;
+    let early = std::future::poll_fn(|cx| match reading.as_mut().poll(cx) {
+        Poll::Ready(read) => Poll::Ready(Some(read)),
+        Poll::Pending if !yielded => {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    if let Some(read) = early {
         return read;
     }
     tokio::time::timeout(timeout, reading)

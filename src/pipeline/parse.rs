@@ -40,21 +40,12 @@ pub fn parse_body(
 }
 
 /// Scans the raw JSON (outside strings) for nesting depth and member count before any parser
-/// allocates for it.
+/// allocates for it. Strings, most of a body, are skipped by a vectorised search for their end.
 fn check_json_shape(body: &[u8], limits: BodyLimits) -> Result<(), GatewayError> {
-    let (mut depth, mut members, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for (at, &b) in body.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut members, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&b) = body.get(at) {
         match b {
-            b'"' => in_string = true,
+            b'"' => at = string_end(body, at + 1),
             b'{' | b'[' => {
                 depth += 1;
                 if depth > limits.max_depth {
@@ -76,8 +67,25 @@ fn check_json_shape(body: &[u8], limits: BodyLimits) -> Result<(), GatewayError>
             }
             _ => {}
         }
+        at += 1;
     }
     Ok(())
+}
+
+/// The index of the quote closing the string whose contents start at `from` (past the end if
+/// it is unterminated: the parser reports that).
+fn string_end(body: &[u8], mut from: usize) -> usize {
+    loop {
+        match body
+            .get(from..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            None => return body.len(),
+            Some(i) if body[from + i] == b'"' => return from + i,
+            // An escape: the next byte is part of it, whatever it is.
+            Some(i) => from += i + 2,
+        }
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<InputFields, GatewayError> {
@@ -147,6 +155,25 @@ mod tests {
         assert!(
             parse_body(ContentKind::Json, br#"{"a":"{{{{{{{{:::::::\"{{{{"}"#).is_ok(),
             "brackets in strings do not count"
+        );
+        assert!(
+            parse_body(ContentKind::Json, br#"{"a\\":"\\","b":"\\\"{{{{{{"}"#).is_ok(),
+            "an escaped backslash ends no string early, an escaped quote ends none"
+        );
+        assert_eq!(
+            too_complex(parse_body(
+                ContentKind::Json,
+                br#"{"a\\":"x\\","b":[[[[1]]]]}"#
+            )),
+            "nesting deeper than 4 levels at byte 20",
+            "after an escaped backslash, brackets count again"
+        );
+        assert!(
+            matches!(
+                parse_body(ContentKind::Json, br#"{"a":"unterminated\"#),
+                Err(GatewayError::MalformedBody(_))
+            ),
+            "an unterminated string is the parser's to report"
         );
         assert_eq!(
             too_complex(parse_body(
