@@ -231,7 +231,8 @@ pub struct Problem<'a> {
     title: &'a str,
     status: u16,
     code: &'a str,
-    detail: String,
+    #[schema(value_type = String)]
+    detail: Shown<'a, GatewayError>,
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>)]
@@ -240,6 +241,15 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     reason: Option<&'static str>,
+}
+
+/// A value's `Display`, written straight into the answer (no string built first).
+pub struct Shown<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
 }
 
 /// `urn:flowgate:problem:{code}`, written without building the string.
@@ -269,7 +279,7 @@ impl ResponseError for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             code,
-            detail: self.error.to_string(),
+            detail: Shown(&self.error),
             request_id: self.request_id.as_str(),
             errors: self.error.field_errors(),
             reason: match self.error {

@@ -56,10 +56,17 @@ pub fn validate_fields(
 ) -> Result<ValidatedFields, GatewayError> {
     let mut errors = Vec::new();
     let mut typed = Vec::with_capacity(route.fields().len());
+    // Top-level keys read by a field of their own name (fields are named uniquely).
+    let mut keys_read = 0;
     for rule in route.fields() {
         let label = || rule.source().label();
         let raw = match raw_value(rule, input, headers) {
-            Ok(raw) => raw,
+            Ok(raw) => {
+                if raw.is_some() && matches!(rule.source(), FieldSource::Key(_)) {
+                    keys_read += 1;
+                }
+                raw
+            }
             Err(message) => {
                 errors.push(FieldError::new(label(), message));
                 typed.push(None);
@@ -88,7 +95,8 @@ pub fn validate_fields(
         };
         typed.push(value);
     }
-    if route.unknown_fields() == UnknownFields::Reject {
+    // When every key sent was read by its field, none is unknown: no scan.
+    if route.unknown_fields() == UnknownFields::Reject && keys_read < input.len() {
         errors.extend(unknown_keys(route, input).into_iter().map(|k| {
             FieldError::new(
                 k.chars().take(128).collect::<String>(),

@@ -1,6 +1,7 @@
 //! One input field's rule, and the check that turns a raw value into a typed one.
 //! Website forms send every value as a string, so numbers and booleans are read from strings too.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderName;
@@ -105,6 +106,9 @@ impl FieldSource {
 /// Largest serialized size of an `object` field's value unless `max_bytes` says otherwise.
 pub const DEFAULT_OBJECT_MAX_BYTES: usize = 64 * 1024;
 
+/// What a sender is told about a bad value: fixed text borrowed, bounds formatted.
+pub type Message = Cow<'static, str>;
+
 /// A checked field rule, built only by `route_table::compile`.
 #[derive(Debug, Clone)]
 pub struct FieldRule {
@@ -147,7 +151,7 @@ impl FieldRule {
 
     /// Checks one present, non-empty value and returns it typed. The error is the message shown
     /// to the sender; it never repeats the value.
-    pub fn check(&self, raw: &Value) -> Result<Value, String> {
+    pub fn check(&self, raw: &Value) -> Result<Value, Message> {
         let value = match self.kind {
             FieldKind::String => Value::String(self.text(raw)?.to_owned()),
             FieldKind::Integer => Value::Number(Number::from(integer(raw)?)),
@@ -156,35 +160,35 @@ impl FieldRule {
             FieldKind::Email => {
                 let s = self.text(raw)?.trim();
                 if !s.validate_email() {
-                    return Err("must be a valid email address".into());
+                    return Err(Cow::Borrowed("must be a valid email address"));
                 }
                 Value::String(s.to_owned())
             }
             FieldKind::Url => {
                 let s = self.text(raw)?.trim();
                 if !s.validate_url() {
-                    return Err("must be a valid URL".into());
+                    return Err(Cow::Borrowed("must be a valid URL"));
                 }
                 Value::String(s.to_owned())
             }
             FieldKind::Enum => {
                 let s = self.text(raw)?;
                 if !self.values.iter().any(|v| v == s) {
-                    return Err(format!("must be one of: {}", self.values.join(", ")));
+                    return Err(format!("must be one of: {}", self.values.join(", ")).into());
                 }
                 Value::String(s.to_owned())
             }
             FieldKind::Uuid => {
                 let s = self.text(raw)?.trim();
-                let id = uuid::Uuid::parse_str(s).map_err(|_| "must be a UUID".to_owned())?;
+                let id = uuid::Uuid::parse_str(s).map_err(|_| Cow::Borrowed("must be a UUID"))?;
                 Value::String(id.hyphenated().to_string())
             }
             FieldKind::Object => {
                 if !raw.is_object() {
-                    return Err("must be an object".into());
+                    return Err(Cow::Borrowed("must be an object"));
                 }
                 if serialized_len(raw) > self.max_bytes {
-                    return Err(format!("must be at most {} bytes as JSON", self.max_bytes));
+                    return Err(format!("must be at most {} bytes as JSON", self.max_bytes).into());
                 }
                 raw.clone()
             }
@@ -193,24 +197,24 @@ impl FieldRule {
         Ok(value)
     }
 
-    fn text<'v>(&self, raw: &'v Value) -> Result<&'v str, String> {
+    fn text<'v>(&self, raw: &'v Value) -> Result<&'v str, Message> {
         raw.as_str()
-            .ok_or_else(|| format!("must be a {}", self.kind.name()))
+            .ok_or_else(|| format!("must be a {}", self.kind.name()).into())
     }
 
-    fn check_bounds(&self, value: &Value) -> Result<(), String> {
+    fn check_bounds(&self, value: &Value) -> Result<(), Message> {
         if let Some(n) = value.as_f64() {
             if !n.validate_range(self.min, self.max, None, None) {
-                return Err(range_message(self.min, self.max));
+                return Err(range_message(self.min, self.max).into());
             }
         }
         if let Some(s) = value.as_str() {
             if !s.validate_length(self.min_length, self.max_length, None) {
-                return Err(length_message(self.min_length, self.max_length));
+                return Err(length_message(self.min_length, self.max_length).into());
             }
             if let Some(pattern) = &self.pattern {
                 if !pattern.is_match(s) {
-                    return Err("does not match the required pattern".into());
+                    return Err(Cow::Borrowed("does not match the required pattern"));
                 }
             }
         }
@@ -237,7 +241,7 @@ fn serialized_len(value: &Value) -> usize {
     }
 }
 
-fn integer(raw: &Value) -> Result<i64, String> {
+fn integer(raw: &Value) -> Result<i64, Message> {
     const MSG: &str = "must be an integer";
     match raw {
         Value::Number(n) => n
@@ -247,13 +251,13 @@ fn integer(raw: &Value) -> Result<i64, String> {
                     .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                     .map(|f| f as i64)
             })
-            .ok_or_else(|| MSG.to_owned()),
-        Value::String(s) => s.trim().parse::<i64>().map_err(|_| MSG.to_owned()),
-        _ => Err(MSG.to_owned()),
+            .ok_or(Cow::Borrowed(MSG)),
+        Value::String(s) => s.trim().parse::<i64>().map_err(|_| Cow::Borrowed(MSG)),
+        _ => Err(Cow::Borrowed(MSG)),
     }
 }
 
-fn number(raw: &Value) -> Result<Number, String> {
+fn number(raw: &Value) -> Result<Number, Message> {
     const MSG: &str = "must be a number";
     match raw {
         Value::Number(n) => Ok(n.clone()),
@@ -265,22 +269,22 @@ fn number(raw: &Value) -> Result<Number, String> {
             s.parse::<f64>()
                 .ok()
                 .and_then(Number::from_f64)
-                .ok_or_else(|| MSG.to_owned())
+                .ok_or(Cow::Borrowed(MSG))
         }
-        _ => Err(MSG.to_owned()),
+        _ => Err(Cow::Borrowed(MSG)),
     }
 }
 
-fn boolean(raw: &Value) -> Result<bool, String> {
+fn boolean(raw: &Value) -> Result<bool, Message> {
     const MSG: &str = "must be true or false";
     match raw {
         Value::Bool(b) => Ok(*b),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "on" | "yes" => Ok(true),
             "false" | "0" | "off" | "no" => Ok(false),
-            _ => Err(MSG.to_owned()),
+            _ => Err(Cow::Borrowed(MSG)),
         },
-        _ => Err(MSG.to_owned()),
+        _ => Err(Cow::Borrowed(MSG)),
     }
 }
 
