@@ -49,10 +49,9 @@ pub async fn dispatch(
             .with_request_id(&request_id)
             .error_response();
     };
-    let route = route.to_owned();
     let mut response = match *req.method() {
-        Method::POST => receive(&req, &route, payload, &state, &request_id).await,
-        Method::OPTIONS => preflight(&req, &route, &state, &request_id),
+        Method::POST => receive(&req, route, payload, &state, &request_id).await,
+        Method::OPTIONS => preflight(&req, route, &state, &request_id),
         _ => GatewayError::MethodNotAllowed { allowed: "POST" }
             .with_request_id(&request_id)
             .error_response(),
