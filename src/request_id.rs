@@ -79,7 +79,6 @@ pub async fn request_id_middleware(
         .and_then(RequestId::from_incoming)
         .unwrap_or_else(RequestId::new);
     req.extensions_mut().insert(id.clone());
-    let log = req.app_data::<web::Data<RequestLog>>().cloned();
     let method = req.method().clone();
     let span = tracing::debug_span!("request", request_id = %id);
     let started = Instant::now();
@@ -88,13 +87,14 @@ pub async fn request_id_middleware(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
+    // Taken, not copied: this middleware is the note's last reader.
     let note = response
-        .response()
-        .extensions()
-        .get::<RequestNote>()
-        .cloned()
+        .response_mut()
+        .extensions_mut()
+        .remove::<RequestNote>()
         .unwrap_or_else(|| RequestNote::code("-"));
     let elapsed = started.elapsed();
+    let log = response.request().app_data::<web::Data<RequestLog>>();
     let write = log.is_none_or(|log| {
         log.observe(&note, elapsed.as_secs_f64());
         log.admit(status, &note, unix_now_ms())

@@ -4,16 +4,23 @@
 //! global rate; what is left out is counted (a metric, and one summary line a minute).
 //! Counts per route and outcome, and the latency per route, go to metrics, not to the log.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::{histogram_family, HistogramFamily};
+
+/// Series handles each worker thread keeps (per log, route and code); the list starts over when
+/// it is full, so route reloads cannot grow it.
+const CACHED_SERIES: usize = 64;
 
 /// Rejection keys tracked per minute; beyond this, new keys share one budget.
 const MAX_KEYS: usize = 10_000;
@@ -91,10 +98,49 @@ struct Window {
     suppressed: u64,
 }
 
+/// The series one (route, code) counts into, taken from the families once per worker thread:
+/// a family lookup hashes the labels and takes the family's lock, shared by every worker.
+#[derive(Clone)]
+struct Series {
+    requests: Counter,
+    /// Created at the first rejection with this code: other codes have no rejection series.
+    rejections: Option<Counter>,
+    duration: Histogram,
+}
+
+/// A cached [`Series`] and what it was looked up for. The key holds the route's name, so the
+/// address it is compared by cannot be reused by another name while the entry lives.
+struct CachedSeries {
+    log: u64,
+    route: Option<Arc<str>>,
+    code: &'static str,
+    series: Series,
+}
+
+impl CachedSeries {
+    fn is_for(&self, log: u64, note: &RequestNote) -> bool {
+        self.log == log
+            && std::ptr::eq(self.code, note.code)
+            && match (&self.route, &note.route) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+thread_local! {
+    static SERIES: RefCell<Vec<CachedSeries>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tells request logs apart in the worker threads' caches.
+static NEXT_LOG_ID: AtomicU64 = AtomicU64::new(0);
+
 /// Decides which request lines are written; counts requests, rejections and suppressed lines,
 /// and times requests.
 #[derive(Debug)]
 pub struct RequestLog {
+    id: u64,
     budget: LogBudget,
     window: Mutex<Window>,
     /// The route label of requests no configured route answered.
@@ -111,6 +157,7 @@ pub struct RequestLog {
 impl RequestLog {
     pub fn new(budget: LogBudget) -> Self {
         Self {
+            id: NEXT_LOG_ID.fetch_add(1, Ordering::Relaxed),
             budget,
             window: Mutex::default(),
             no_route: Arc::from("-"),
@@ -125,26 +172,72 @@ impl RequestLog {
         note.route.clone().unwrap_or_else(|| self.no_route.clone())
     }
 
-    /// Times the request under its route.
-    pub fn observe(&self, note: &RequestNote, seconds: f64) {
-        self.duration
-            .get_or_create(&RouteLabels {
-                route: self.route_of(note),
-            })
-            .observe(seconds);
+    /// Runs `f` on the series of the note's route and code, looked up in the families only the
+    /// first time this thread sees them (`rejection`: the rejection counter is needed).
+    fn with_series<T>(
+        &self,
+        note: &RequestNote,
+        rejection: bool,
+        f: impl FnOnce(&Series) -> T,
+    ) -> T {
+        SERIES.with_borrow_mut(|cache| {
+            let at = match cache.iter().position(|c| c.is_for(self.id, note)) {
+                Some(at) => at,
+                None => {
+                    if cache.len() >= CACHED_SERIES {
+                        cache.clear();
+                    }
+                    cache.push(CachedSeries {
+                        log: self.id,
+                        route: note.route.clone(),
+                        code: note.code,
+                        series: self.series(note, false),
+                    });
+                    cache.len() - 1
+                }
+            };
+            let series = &mut cache[at].series;
+            if rejection && series.rejections.is_none() {
+                series.rejections = self.series(note, true).rejections;
+            }
+            f(series)
+        })
     }
 
-    /// Counts the request and says whether its line is written. `now_ms`: unix milliseconds.
-    pub fn admit(&self, status: u16, note: &RequestNote, now_ms: i64) -> bool {
+    /// The note's series, from the families (created when new).
+    fn series(&self, note: &RequestNote, rejection: bool) -> Series {
         let labels = RequestLabels {
             route: self.route_of(note),
             code: note.code,
         };
-        self.requests.get_or_create(&labels).inc();
-        let rejection = (400..500).contains(&status);
-        if rejection {
-            self.rejections.get_or_create(&labels).inc();
+        Series {
+            requests: self.requests.get_or_create(&labels).clone(),
+            rejections: rejection.then(|| self.rejections.get_or_create(&labels).clone()),
+            duration: self
+                .duration
+                .get_or_create(&RouteLabels {
+                    route: labels.route,
+                })
+                .clone(),
         }
+    }
+
+    /// Times the request under its route.
+    pub fn observe(&self, note: &RequestNote, seconds: f64) {
+        self.with_series(note, false, |s| s.duration.observe(seconds));
+    }
+
+    /// Counts the request and says whether its line is written. `now_ms`: unix milliseconds.
+    pub fn admit(&self, status: u16, note: &RequestNote, now_ms: i64) -> bool {
+        let rejection = (400..500).contains(&status);
+        self.with_series(note, rejection, |s| {
+            s.requests.inc();
+            if rejection {
+                if let Some(rejections) = &s.rejections {
+                    rejections.inc();
+                }
+            }
+        });
         let (admitted, summary) = {
             let mut w = self.window();
             let summary = roll(&mut w, now_ms.div_euclid(60_000));
@@ -294,6 +387,59 @@ mod tests {
             })
             .get();
         assert_eq!(counted, 102, "every request is counted, written or not");
+    }
+
+    #[test]
+    fn each_log_counts_its_own_requests_through_the_threads_series_cache() {
+        let budget = LogBudget {
+            rejections_per_key: 1,
+            rejections_per_sec: 1,
+            lines_per_sec: 1,
+        };
+        let (a, b) = (RequestLog::new(budget), RequestLog::new(budget));
+        let shared = note(1, "validation_failed");
+        for _ in 0..5 {
+            a.admit(422, &shared, 0);
+        }
+        b.admit(422, &shared, 0);
+        // More (route, code) pairs than the cache keeps: it starts over and still counts right.
+        for i in 0..(2 * CACHED_SERIES) {
+            let mut other = note(1, "validation_failed");
+            other.route = Some(format!("r{i}").into());
+            a.admit(422, &other, 0);
+        }
+        a.admit(422, &shared, 0);
+        a.admit(202, &note(1, "created"), 0);
+        let count = |log: &RequestLog, code: &'static str| {
+            let labels = RequestLabels {
+                route: "site".into(),
+                code,
+            };
+            (
+                log.requests.get(&labels).map(|c| c.get()),
+                log.rejections.get(&labels).map(|c| c.get()),
+            )
+        };
+        assert_eq!(count(&a, "validation_failed"), (Some(6), Some(6)));
+        assert_eq!(
+            count(&b, "validation_failed"),
+            (Some(1), Some(1)),
+            "not a's"
+        );
+        assert_eq!(
+            count(&a, "created"),
+            (Some(1), None),
+            "the same name in another Arc is the same series; no rejection series for a 202"
+        );
+        assert_eq!(
+            a.requests
+                .get(&RequestLabels {
+                    route: "r3".into(),
+                    code: "validation_failed"
+                })
+                .map(|c| c.get()),
+            Some(1)
+        );
     }
 
     #[test]

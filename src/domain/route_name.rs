@@ -1,10 +1,12 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// The name of a configured route: the `{route}` in `/hooks/{route}`.
 ///
 /// Lowercase ASCII letters, digits, `-` and `_`, starting with a letter or digit, at most 64 bytes.
+/// Shared: a request's log line and metric labels take the name without copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteName(String);
+pub struct RouteName(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteNameError {
@@ -36,7 +38,14 @@ impl RouteName {
         if !(first_ok && rest_ok) {
             return Err(RouteNameError::InvalidCharacter);
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(Arc::from(raw)))
+    }
+}
+
+impl RouteName {
+    /// The name as the shared text (a metric label, a log note).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 

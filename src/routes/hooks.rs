@@ -113,11 +113,10 @@ async fn receive(
     let found = found.ok();
     cors::decorate(found.as_deref(), req.headers(), &mut response);
     let mut note = response
-        .extensions()
-        .get::<RequestNote>()
-        .cloned()
+        .extensions_mut()
+        .remove::<RequestNote>()
         .unwrap_or_else(|| RequestNote::code("-"));
-    note.route = found.map(|r| Arc::from(r.name().as_ref()));
+    note.route = found.map(|r| r.name().shared());
     note.client = client;
     response.extensions_mut().insert(note);
     response
