@@ -100,7 +100,6 @@ struct Window {
 
 /// The series one (route, code) counts into, taken from the families once per worker thread:
 /// a family lookup hashes the labels and takes the family's lock, shared by every worker.
-#[derive(Clone)]
 struct Series {
     requests: Counter,
     /// Created at the first rejection with this code: other codes have no rejection series.
@@ -191,28 +190,32 @@ impl RequestLog {
                         log: self.id,
                         route: note.route.clone(),
                         code: note.code,
-                        series: self.series(note, false),
+                        series: self.series(note),
                     });
                     cache.len() - 1
                 }
             };
             let series = &mut cache[at].series;
             if rejection && series.rejections.is_none() {
-                series.rejections = self.series(note, true).rejections;
+                series.rejections = Some(self.rejections.get_or_create(&self.labels(note)).clone());
             }
             f(series)
         })
     }
 
-    /// The note's series, from the families (created when new).
-    fn series(&self, note: &RequestNote, rejection: bool) -> Series {
-        let labels = RequestLabels {
+    fn labels(&self, note: &RequestNote) -> RequestLabels {
+        RequestLabels {
             route: self.route_of(note),
             code: note.code,
-        };
+        }
+    }
+
+    /// The note's request and duration series, from the families (created when new).
+    fn series(&self, note: &RequestNote) -> Series {
+        let labels = self.labels(note);
         Series {
             requests: self.requests.get_or_create(&labels).clone(),
-            rejections: rejection.then(|| self.rejections.get_or_create(&labels).clone()),
+            rejections: None,
             duration: self
                 .duration
                 .get_or_create(&RouteLabels {

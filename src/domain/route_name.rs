@@ -40,9 +40,7 @@ impl RouteName {
         }
         Ok(Self(Arc::from(raw)))
     }
-}
 
-impl RouteName {
     /// The name as the shared text (a metric label, a log note).
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)

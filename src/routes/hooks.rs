@@ -112,13 +112,22 @@ async fn receive(
     };
     let found = found.ok();
     cors::decorate(found.as_deref(), req.headers(), &mut response);
-    let mut note = response
-        .extensions_mut()
-        .remove::<RequestNote>()
-        .unwrap_or_else(|| RequestNote::code("-"));
-    note.route = found.map(|r| r.name().shared());
-    note.client = client;
-    response.extensions_mut().insert(note);
+    let route = found.map(|r| r.name().shared());
+    let mut extensions = response.extensions_mut();
+    match extensions.get_mut::<RequestNote>() {
+        Some(note) => {
+            note.route = route;
+            note.client = client;
+        }
+        None => {
+            extensions.insert(RequestNote {
+                route,
+                client,
+                ..RequestNote::code("-")
+            });
+        }
+    }
+    drop(extensions);
     response
 }
 
