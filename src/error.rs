@@ -299,7 +299,12 @@ impl ResponseError for ApiError {
         if let GatewayError::InvalidToken = self.error {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        let mut response = response.json(problem);
+        // Sized for a 422 naming a dozen fields: no regrowth while it is written.
+        let mut body = Vec::with_capacity(1024);
+        let mut response = match serde_json::to_writer(&mut body, &problem) {
+            Ok(()) => response.body(body),
+            Err(e) => response.json(serde_json::json!({ "code": code, "detail": e.to_string() })),
+        };
         response.extensions_mut().insert(note);
         response
     }

@@ -7,13 +7,14 @@
 //! file. Read once at start ("needs a restart"): listeners, Prefect, the store, delivery,
 //! abuse limits per address, rejection log and telemetry settings.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::api::tokens::ApiTokens;
 use crate::configuration::{Configuration, Settings};
-use crate::route_table::RouteTable;
+use crate::route_table::{Route, RouteTable};
 
 /// One loaded configuration.
 #[derive(Debug)]
@@ -26,6 +27,19 @@ pub struct Loaded {
     pub api_tokens: Arc<ApiTokens>,
     settings: Settings,
 }
+
+/// A worker thread's handle on one `Live`'s route table.
+struct ThreadRoutes {
+    live: u64,
+    generation: u64,
+    table: Arc<RouteTable>,
+}
+
+thread_local! {
+    static ROUTES: RefCell<Option<ThreadRoutes>> = const { RefCell::new(None) };
+}
+
+static NEXT_LIVE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// How the last reload went.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +55,10 @@ pub struct ReloadReport {
 
 pub struct Live {
     current: RwLock<Arc<Loaded>>,
+    /// Tells `Live`s apart in the worker threads' route tables.
+    id: u64,
+    /// `current`'s generation, written after it: a worker compares its own table's to this.
+    generation: AtomicU64,
     source: Option<PathBuf>,
     last: Mutex<ReloadReport>,
     /// One reload at a time.
@@ -67,6 +85,8 @@ impl Live {
                 api_tokens: config.api_tokens.clone(),
                 settings: config.settings.clone(),
             })),
+            id: NEXT_LIVE_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(1),
             source: config.source.clone(),
             last: Mutex::new(ReloadReport::default()),
             reloading: tokio::sync::Mutex::new(()),
@@ -81,6 +101,27 @@ impl Live {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The route of that name in the configuration now, from this thread's own handle on the
+    /// route table: no lock, and no count shared with the other workers changes, until a reload
+    /// (seen by its generation) makes the thread take the new table.
+    pub fn route(&self, name: &str) -> Option<Arc<Route>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        ROUTES.with_borrow_mut(|mine| {
+            let stale = mine
+                .as_ref()
+                .is_none_or(|m| m.live != self.id || m.generation < generation);
+            if stale {
+                let now = self.current();
+                *mine = Some(ThreadRoutes {
+                    live: self.id,
+                    generation: now.generation,
+                    table: now.routes.clone(),
+                });
+            }
+            mine.as_ref().and_then(|m| m.table.get(name))
+        })
     }
 
     pub fn last_reload(&self) -> ReloadReport {
@@ -139,6 +180,7 @@ impl Live {
                     Ok(mut c) => *c = next,
                     Err(poisoned) => *poisoned.into_inner() = next,
                 }
+                self.generation.store(generation, Ordering::Release);
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(target: "flowgate::reload", generation, routes = config.routes.len(), ?needs_restart, "configuration reloaded");
                 (

@@ -12,9 +12,22 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
+use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
+use uuid::Timestamp;
 
 use crate::pipeline::verify::unix_now_ms;
 use crate::request_log::{write_line, RequestLog, RequestNote};
+
+thread_local! {
+    static V7_CONTEXT: ContextV7 = const { ContextV7::new() };
+}
+
+/// A UUIDv7 from this thread's own counter: `Uuid::now_v7` shares one lock between all threads
+/// (every worker took it for every request). Ids stay time-ordered to the millisecond and
+/// unique by their random bits; the order within a millisecond holds per thread.
+pub fn uuid_v7() -> uuid::Uuid {
+    uuid::Uuid::new_v7(Timestamp::now(ThreadLocalContext::new(&V7_CONTEXT)))
+}
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,9 +43,7 @@ impl RequestId {
 
     fn new() -> Self {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        Self(Arc::from(
-            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
-        ))
+        Self(Arc::from(&*uuid_v7().hyphenated().encode_lower(&mut text)))
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.

@@ -244,8 +244,7 @@ impl RequestLog {
         let (admitted, summary) = {
             let mut w = self.window();
             let summary = roll(&mut w, now_ms.div_euclid(60_000));
-            let admitted = (!rejection || self.key_allows(&mut w, note))
-                && self.rate_allows(&mut w, now_ms.div_euclid(1000), rejection);
+            let admitted = self.rate_allows(&mut w, now_ms.div_euclid(1000), rejection, note);
             if !admitted {
                 w.suppressed += 1;
             }
@@ -278,14 +277,22 @@ impl RequestLog {
         *seen <= self.budget.rejections_per_key
     }
 
-    fn rate_allows(&self, w: &mut Window, second: i64, rejection: bool) -> bool {
+    /// The second's budgets first, then (for a rejection) its key's: once a flood has spent
+    /// the second's rejection lines, a request costs no key lookup.
+    fn rate_allows(
+        &self,
+        w: &mut Window,
+        second: i64,
+        rejection: bool,
+        note: &RequestNote,
+    ) -> bool {
         if w.second != second {
             w.second = second;
             w.lines = 0;
             w.rejections = 0;
         }
         if rejection {
-            if w.rejections >= self.budget.rejections_per_sec {
+            if w.rejections >= self.budget.rejections_per_sec || !self.key_allows(w, note) {
                 return false;
             }
             w.rejections += 1;
@@ -390,6 +397,32 @@ mod tests {
             })
             .get();
         assert_eq!(counted, 102, "every request is counted, written or not");
+    }
+
+    #[test]
+    fn a_flood_past_the_seconds_rejection_lines_takes_no_key() {
+        let log = RequestLog::new(LogBudget {
+            rejections_per_key: 3,
+            rejections_per_sec: 2,
+            lines_per_sec: 1_000_000,
+        });
+        let written = (0..1_000u16)
+            .filter(|i| log.admit(422, &note((i % 250) as u8, "validation_failed"), 0))
+            .count();
+        assert_eq!(written, 2);
+        assert_eq!(
+            log.window().keys.len(),
+            2,
+            "only the written lines' keys are tracked"
+        );
+        assert_eq!(log.suppressed.get(), 998);
+        // The next second: a key's budget counts only its lines let through.
+        assert!(log.admit(422, &note(0, "validation_failed"), 1_000));
+        assert!(log.admit(422, &note(0, "validation_failed"), 2_000));
+        assert!(
+            !log.admit(422, &note(0, "validation_failed"), 3_000),
+            "its fourth line this minute"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::ratelimit::KeyedLimiter;
 use crate::readiness::Readiness;
 
 use crate::pipeline::dedup::DeliveryMemory;
-use crate::route_table::RouteTable;
+use crate::route_table::{Route, RouteTable};
 
 pub struct AppState {
     /// The configuration now: routes and API tokens, replaced whole by a reload.
@@ -45,6 +45,14 @@ impl AppState {
     /// The routes of the configuration now (take once per request).
     pub fn routes(&self) -> Arc<RouteTable> {
         self.live.current().routes.clone()
+    }
+
+    /// The webhook route of that name now (a request takes it once), without the lock and the
+    /// shared counts `routes()` takes: see [`crate::live::Live::route`].
+    pub fn route(&self, name: &str) -> Result<Arc<Route>, crate::error::GatewayError> {
+        self.live
+            .route(name)
+            .ok_or_else(|| crate::pipeline::route::unknown_route(name))
     }
 
     /// The internal API's tokens of the configuration now.

@@ -9,9 +9,12 @@ use crate::route_table::{ContentKind, Route, RouteTable};
 
 /// `/hooks/{name}` → the route, or 404 `unknown_route`.
 pub fn find_route(table: &RouteTable, name: &str) -> Result<Arc<Route>, GatewayError> {
-    table
-        .get(name)
-        .ok_or_else(|| GatewayError::UnknownRoute(name.chars().take(64).collect()))
+    table.get(name).ok_or_else(|| unknown_route(name))
+}
+
+/// 404 `unknown_route`, naming at most 64 characters of what the sender asked for.
+pub fn unknown_route(name: &str) -> GatewayError {
+    GatewayError::UnknownRoute(name.chars().take(64).collect())
 }
 
 /// The body's encoding, if the route accepts it; else 415. A charset other than UTF-8 is refused.

@@ -121,7 +121,7 @@ impl RejectionLog {
             } else {
                 state.records_this_second += 1;
             }
-            let id = uuid::Uuid::now_v7();
+            let id = crate::request_id::uuid_v7();
             state.open.insert(
                 key.clone(),
                 Open {

@@ -93,9 +93,9 @@ pub enum FieldSource {
 
 impl FieldSource {
     /// How errors name the field: its key, its path, or `header <Name>`.
-    pub fn label(&self) -> Arc<str> {
+    pub fn label(&self) -> Box<str> {
         match self {
-            Self::Key(k) => Arc::clone(k),
+            Self::Key(k) => Box::from(&**k),
             Self::Path(p) => p.to_string().into(),
             Self::Header(h) => format!("header {h}").into(),
             Self::Body => "body".into(),
