@@ -33,7 +33,7 @@ pub fn content_kind(route: &Route, headers: &HeaderMap) -> Result<ContentKind, G
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unsupported)?;
     let mut parts = raw.split(';');
-    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = parts.next().unwrap_or_default().trim();
     let charset_ok = parts.all(|param| match param.split_once('=') {
         Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
             let v = v.trim().trim_matches('"');
@@ -41,7 +41,7 @@ pub fn content_kind(route: &Route, headers: &HeaderMap) -> Result<ContentKind, G
         }
         _ => true,
     });
-    match ContentKind::parse(&essence) {
+    match ContentKind::parse(essence) {
         Some(kind) if charset_ok && route.content_types().contains(&kind) => Ok(kind),
         _ => Err(unsupported()),
     }

@@ -10,17 +10,19 @@
 
 pub mod mask;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, CONTENT_TYPE};
 use actix_web::web::Bytes;
+use hashbrown::{Equivalent, HashMap};
 
 use crate::configuration::RejectionSettings;
 use crate::error::GatewayError;
 use crate::pipeline::verify::unix_now_ms;
+use crate::request_id::uuid_v7;
 use crate::store::{Rejection, RejectionWrite, Store};
 
 /// Longest route segment kept for an unknown route (the sender typed it).
@@ -47,7 +49,20 @@ pub struct Incoming<'a> {
     pub delivery_id: Option<&'a str>,
 }
 
-type Key = (Option<IpAddr>, Arc<str>, &'static str);
+/// (client, route, code): `None` for the client is the overflow record of a route and code.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key(Option<IpAddr>, Arc<str>, &'static str);
+
+/// A [`Key`] borrowed from the request: a rejection counted into an open record allocates
+/// nothing. Hashes as the key does (the same fields, in order).
+#[derive(Hash)]
+struct Lookup<'a>(Option<IpAddr>, &'a str, &'static str);
+
+impl Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.2 == key.2 && self.1 == &*key.1
+    }
+}
 
 struct Open {
     id: uuid::Uuid,
@@ -96,13 +111,12 @@ impl RejectionLog {
         }
         let now = unix_now_ms();
         let code = r.error.code();
-        let route: Arc<str> = Arc::from(bounded(r.route));
-        let mut key: Key = (r.client, route, code);
-        let id = {
+        let mut lookup = Lookup(r.client, bounded(r.route), code);
+        let (id, key) = {
             let mut state = self.state();
             let expired = self.expire(&mut state, now);
             self.write_counts(expired);
-            if let Some(open) = state.open.get_mut(&key) {
+            if let Some(open) = state.open.get_mut(&lookup) {
                 open.pending += 1;
                 open.last_ms = now;
                 return;
@@ -112,8 +126,8 @@ impl RejectionLog {
                 state.records_this_second = 0;
             }
             if state.records_this_second >= self.settings.records_per_sec {
-                key.0 = None;
-                if let Some(open) = state.open.get_mut(&key) {
+                lookup.0 = None;
+                if let Some(open) = state.open.get_mut(&lookup) {
                     open.pending += 1;
                     open.last_ms = now;
                     return;
@@ -121,7 +135,8 @@ impl RejectionLog {
             } else {
                 state.records_this_second += 1;
             }
-            let id = crate::request_id::uuid_v7();
+            let key = Key(lookup.0, Arc::from(lookup.1), code);
+            let id = uuid_v7();
             state.open.insert(
                 key.clone(),
                 Open {
@@ -131,7 +146,7 @@ impl RejectionLog {
                 },
             );
             state.order.push_back((key.clone(), now));
-            id
+            (id, key)
         };
         let rejection = self.new_record(id, now, &key, &r);
         drop(
@@ -262,8 +277,12 @@ impl RejectionLog {
     }
 }
 
-fn bounded(route: &str) -> String {
-    route.chars().take(MAX_ROUTE).collect()
+/// The first `MAX_ROUTE` characters (borrowed).
+fn bounded(route: &str) -> &str {
+    route
+        .char_indices()
+        .nth(MAX_ROUTE)
+        .map_or(route, |(at, _)| &route[..at])
 }
 
 /// The content type a record was sent with.

@@ -137,3 +137,30 @@ async fn rate_limited_requests_are_counted_without_headers_or_body() {
     assert_eq!(full.count, 3);
     assert!(full.headers.is_empty() && full.body.is_none());
 }
+
+#[tokio::test]
+async fn a_long_unknown_route_is_kept_to_its_first_64_characters_and_counted_as_one() {
+    let (_dir, store, log) = setup(RejectionSettings::default());
+    let error = GatewayError::UnknownRoute("x".into());
+    let h = headers();
+    // Two-byte characters: the cut falls on a character, not a byte.
+    let base = "é".repeat(64);
+    for tail in ["a", "b", "ccc"] {
+        log.record(Incoming {
+            route: &format!("{base}{tail}"),
+            client: Some(IpAddr::from([203, 0, 113, 9])),
+            error: &error,
+            request_id: "r",
+            headers: &h,
+            body: None,
+            authenticated: false,
+            secret_headers: &[],
+            delivery_id: None,
+        });
+    }
+    log.flush();
+    let rows = all(&store).await;
+    assert_eq!(rows.len(), 1, "the same first 64 characters: one record");
+    assert_eq!(rows[0].route, base);
+    assert_eq!(rows[0].count, 3);
+}

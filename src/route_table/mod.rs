@@ -34,12 +34,11 @@ pub enum ContentKind {
 }
 
 impl ContentKind {
+    /// The kind of a media type, in any letter case.
     pub fn parse(media_type: &str) -> Option<Self> {
-        match media_type {
-            "application/json" => Some(Self::Json),
-            "application/x-www-form-urlencoded" => Some(Self::Form),
-            _ => None,
-        }
+        [Self::Json, Self::Form]
+            .into_iter()
+            .find(|kind| kind.media_type().eq_ignore_ascii_case(media_type))
     }
 
     pub fn media_type(self) -> &'static str {
