@@ -25,6 +25,7 @@ pub mod request_log;
 pub mod route_table;
 pub mod routes;
 pub mod schema_check;
+pub mod sharded_metrics;
 pub mod sign_command;
 pub mod signature;
 pub mod startup;

@@ -23,6 +23,7 @@ use crate::prefect::{ConcurrencyLimit, PrefectMetrics};
 use crate::ratelimit::KeyedLimiter;
 use crate::request_log::{RequestLabels, RouteLabels};
 use crate::route_table::IgnoredReason;
+use crate::sharded_metrics::{ShardedCounter, ShardedHistogram};
 use crate::store::Store;
 
 /// Upper bounds (seconds) of the latency histograms: 1 ms to 10 s, about 2.5x apart. A request
@@ -55,13 +56,13 @@ pub struct Sources {
     pub limit: ConcurrencyLimit,
     pub meter: Arc<DrainMeter>,
     /// Requests by route and outcome code (from the request log).
-    pub requests: Family<RequestLabels, Counter>,
+    pub requests: Family<RequestLabels, ShardedCounter>,
     /// Request lines the log budget left out.
-    pub log_suppressed: Counter,
+    pub log_suppressed: ShardedCounter,
     /// Request latency by route (from the request middleware).
-    pub request_duration: HistogramFamily<RouteLabels>,
+    pub request_duration: Family<RouteLabels, ShardedHistogram>,
     /// Answered 4xx requests by route and error code (from the request log).
-    pub rejections: Family<RequestLabels, Counter>,
+    pub rejections: Family<RequestLabels, ShardedCounter>,
     /// Calls to Prefect by call and outcome, and their latency (from the Prefect client).
     pub prefect_calls: PrefectMetrics,
     /// Deployment lookups answered from the cache, and those that were not.

@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 
-use crate::metrics::{histogram_family, HistogramFamily};
+use crate::sharded_metrics::{ShardedCounter, ShardedHistogram};
 
 /// Series handles each worker thread keeps (per log, route and code); the list starts over when
 /// it is full, so route reloads cannot grow it.
@@ -101,10 +99,10 @@ struct Window {
 /// The series one (route, code) counts into, taken from the families once per worker thread:
 /// a family lookup hashes the labels and takes the family's lock, shared by every worker.
 struct Series {
-    requests: Counter,
+    requests: ShardedCounter,
     /// Created at the first rejection with this code: other codes have no rejection series.
-    rejections: Option<Counter>,
-    duration: Histogram,
+    rejections: Option<ShardedCounter>,
+    duration: ShardedHistogram,
 }
 
 /// A cached [`Series`] and what it was looked up for. The key holds the route's name, so the
@@ -145,12 +143,12 @@ pub struct RequestLog {
     /// The route label of requests no configured route answered.
     no_route: Arc<str>,
     /// Every answered request, by route and outcome or error code.
-    pub requests: Family<RequestLabels, Counter>,
+    pub requests: Family<RequestLabels, ShardedCounter>,
     /// Answered 4xx requests, by route and error code.
-    pub rejections: Family<RequestLabels, Counter>,
+    pub rejections: Family<RequestLabels, ShardedCounter>,
     /// Seconds from the request's arrival to its response, by route.
-    pub duration: HistogramFamily<RouteLabels>,
-    pub suppressed: Counter,
+    pub duration: Family<RouteLabels, ShardedHistogram>,
+    pub suppressed: ShardedCounter,
 }
 
 impl RequestLog {
@@ -162,8 +160,8 @@ impl RequestLog {
             no_route: Arc::from("-"),
             requests: Family::default(),
             rejections: Family::default(),
-            duration: histogram_family(),
-            suppressed: Counter::default(),
+            duration: Family::default(),
+            suppressed: ShardedCounter::default(),
         }
     }
 
