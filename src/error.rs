@@ -12,6 +12,10 @@ use crate::prefect::PrefectError;
 use crate::request_id::RequestId;
 use crate::request_log::RequestNote;
 
+/// The problems' media type, built once (a `&str` is copied into a new value per answer).
+const PROBLEM_JSON: header::HeaderValue =
+    header::HeaderValue::from_static("application/problem+json");
+
 /// Seconds a sender should wait before retrying a 503.
 pub const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 5;
 /// Seconds a sender should wait when the target deployment does not exist (yet).
@@ -207,7 +211,7 @@ impl GatewayError {
     pub fn with_request_id(self, request_id: &RequestId) -> ApiError {
         ApiError {
             error: self,
-            request_id: request_id.clone(),
+            request_id: *request_id,
         }
     }
 }
@@ -289,7 +293,7 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(status);
-        response.content_type("application/problem+json");
+        response.content_type(PROBLEM_JSON);
         if let Some(secs) = self.error.retry_after() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::future::{ready, Ready};
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -31,9 +30,16 @@ pub fn uuid_v7() -> uuid::Uuid {
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Shared: the middleware, the handler and an error answer each hold it without a copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(Arc<str>);
+/// Longest incoming id kept (`from_incoming`).
+const MAX_ID: usize = 64;
+
+/// Held inline: a fresh id allocates nothing, and the middleware, the handler and an error
+/// answer each keep a copy of a few bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    len: u8,
+    text: [u8; MAX_ID],
+}
 
 impl RequestId {
     /// A fresh id (a UUIDv7), for work no request started (an admin replay).
@@ -42,28 +48,50 @@ impl RequestId {
     }
 
     fn new() -> Self {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        Self(Arc::from(&*uuid_v7().hyphenated().encode_lower(&mut text)))
+        let mut text = [0u8; MAX_ID];
+        let len = uuid_v7()
+            .hyphenated()
+            .encode_lower(&mut text[..uuid::fmt::Hyphenated::LENGTH])
+            .len();
+        Self {
+            len: len as u8,
+            text,
+        }
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.
     fn from_incoming(value: &HeaderValue) -> Option<Self> {
-        let s = value.to_str().ok()?;
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
+        let bytes = value.as_bytes();
+        let ok = !bytes.is_empty()
+            && bytes.len() <= MAX_ID
+            && bytes
+                .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        ok.then(|| Self(Arc::from(s)))
+        ok.then(|| {
+            let mut text = [0u8; MAX_ID];
+            text[..bytes.len()].copy_from_slice(bytes);
+            Self {
+                len: bytes.len() as u8,
+                text,
+            }
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII (a UUID, or checked by `from_incoming`).
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -72,7 +100,7 @@ impl FromRequest for RequestId {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().cloned();
+        let id = req.extensions().get::<RequestId>().copied();
         ready(Ok(id.unwrap_or_else(RequestId::new)))
     }
 }
@@ -89,7 +117,7 @@ pub async fn request_id_middleware(
         .get(&REQUEST_ID_HEADER)
         .and_then(RequestId::from_incoming)
         .unwrap_or_else(RequestId::new);
-    req.extensions_mut().insert(id.clone());
+    req.extensions_mut().insert(id);
     let method = req.method().clone();
     let span = tracing::debug_span!("request", request_id = %id);
     let started = Instant::now();

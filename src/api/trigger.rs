@@ -98,7 +98,7 @@ async fn run(
         target,
         MAX_BODY,
     ));
-    let idempotency_key = match req.headers().get(IDEMPOTENCY_KEY_HEADER) {
+    let idempotency_key = match req.headers().get(&IDEMPOTENCY_KEY_HEADER) {
         Some(v) => IdempotencyKey::from_header(
             v.to_str()
                 .map_err(|_| crate::domain::IdempotencyKeyError::InvalidCharacter)?,

@@ -4,11 +4,17 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::HeaderMap;
+use std::ops::ControlFlow;
+
+use actix_web::http::header::{HeaderMap, HeaderName, FORWARDED};
 use ipnet::IpNet;
 
 use crate::error::GatewayError;
 use crate::route_table::Route;
+
+/// Not one of the standard names: looked up by a `&str`, it would be built (and allocated) anew
+/// for every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = peer?;
@@ -16,23 +22,38 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let hops = forwarded_hops(headers);
-    // Right to left: the first hop not added by a trusted proxy is the client.
+    // Right to left: the first hop not added by a trusted proxy is the client. An unparsable
+    // entry ends the walk: nothing left of it can be trusted.
     let mut client = peer;
-    for hop in hops.iter().rev() {
-        client = *hop;
-        if !is_trusted(hop) {
-            break;
+    let mut visit = |hop: &str| match parse_hop(hop) {
+        Some(ip) => {
+            client = ip;
+            if is_trusted(&ip) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
         }
+        None => ControlFlow::Break(()),
+    };
+    if forwarded_for(headers).next().is_some() {
+        let _ = forwarded_for(headers).rev().try_for_each(&mut visit);
+    } else {
+        let _ = headers
+            .get_all(X_FORWARDED_FOR)
+            .rev()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.rsplit(','))
+            .try_for_each(|hop| visit(hop.trim()));
     }
     Some(client)
 }
 
-/// Addresses in `Forwarded: for=…` (RFC 7239) or else `X-Forwarded-For`, left to right.
-/// An unparsable entry ends the list there: nothing left of it can be trusted.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
-    let forwarded: Vec<String> = headers
-        .get_all("forwarded")
+/// The `for=` addresses of `Forwarded` (RFC 7239), left to right, unparsed. Walked in place:
+/// no list is built per request.
+fn forwarded_for(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &str> {
+    headers
+        .get_all(FORWARDED)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|element| {
@@ -40,26 +61,9 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
                 let (k, v) = pair.trim().split_once('=')?;
                 k.trim()
                     .eq_ignore_ascii_case("for")
-                    .then(|| v.trim().trim_matches('"').to_owned())
+                    .then(|| v.trim().trim_matches('"'))
             })
         })
-        .collect();
-    let raw: Vec<String> = if !forwarded.is_empty() {
-        forwarded
-    } else {
-        headers
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_owned())
-            .collect()
-    };
-    let parsed: Vec<Option<IpAddr>> = raw.iter().map(|s| parse_hop(s)).collect();
-    let start = parsed
-        .iter()
-        .rposition(Option::is_none)
-        .map_or(0, |i| i + 1);
-    parsed[start..].iter().flatten().copied().collect()
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711`, `2001:db8::1`.
@@ -148,6 +152,43 @@ mod tests {
         assert_eq!(
             client_ip(Some(ip("127.0.0.1")), &h, &nets(&["127.0.0.1/32"])),
             Some(ip("127.0.0.1"))
+        );
+    }
+
+    #[test]
+    fn several_header_lines_are_one_list_in_order() {
+        let mut h = headers("x-forwarded-for", "6.6.6.6, 198.51.100.7");
+        h.append(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("10.0.0.3, 10.0.0.2"),
+        );
+        let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &h, &trusted),
+            Some(ip("198.51.100.7"))
+        );
+    }
+
+    #[test]
+    fn a_chain_of_trusted_proxies_gives_its_left_most_hop() {
+        let h = headers("x-forwarded-for", "10.0.0.9, 10.0.0.2");
+        let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &h, &trusted),
+            Some(ip("10.0.0.9"))
+        );
+    }
+
+    #[test]
+    fn forwarded_wins_over_x_forwarded_for_and_skips_elements_without_for() {
+        let mut h = headers("forwarded", "for=192.0.2.60, proto=https;by=10.0.0.1");
+        h.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("198.51.100.7"),
+        );
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &h, &nets(&["127.0.0.1/32"])),
+            Some(ip("192.0.2.60"))
         );
     }
 }

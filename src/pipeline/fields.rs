@@ -11,18 +11,18 @@ use crate::error::GatewayError;
 use crate::route_table::{FieldRule, FieldSource, Presence, Route, UnknownFields};
 
 /// Typed field values, one slot per field of the route that validated them, in the route's
-/// order (`None`: absent, no default).
+/// order (`None`: absent, no default). A value already as typed is borrowed from the input.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValidatedFields(Vec<Option<Value>>);
+pub struct ValidatedFields<'i>(Vec<Option<Cow<'i, Value>>>);
 
-impl ValidatedFields {
+impl ValidatedFields<'_> {
     /// Each field of `route` (the route these were validated for) with its value.
     pub fn of<'a>(&'a self, route: &'a Route) -> impl Iterator<Item = (&'a FieldRule, &'a Value)> {
         route
             .fields()
             .iter()
             .zip(&self.0)
-            .filter_map(|(rule, value)| value.as_ref().map(|v| (rule, v)))
+            .filter_map(|(rule, value)| value.as_deref().map(|v| (rule, v)))
     }
 }
 
@@ -49,11 +49,11 @@ fn raw_value<'i>(
 }
 
 #[tracing::instrument(level = "debug", name = "stage.fields", skip_all, fields(route = %route.name()))]
-pub fn validate_fields(
+pub fn validate_fields<'i>(
     route: &Route,
-    input: &InputFields,
+    input: &'i InputFields,
     headers: &HeaderMap,
-) -> Result<ValidatedFields, GatewayError> {
+) -> Result<ValidatedFields<'i>, GatewayError> {
     let mut errors = Vec::new();
     let mut typed = Vec::with_capacity(route.fields().len());
     // Top-level keys read by a field of their own name (fields are named uniquely).
@@ -83,15 +83,22 @@ pub fn validate_fields(
                 errors.push(FieldError::new(label(), "is required"));
                 None
             }
-            (true, Presence::Optional(default)) => default.clone(),
-            (false, _) => match raw.as_deref().map(|v| rule.check(v)) {
-                Some(Ok(value)) => Some(value),
-                Some(Err(message)) => {
-                    errors.push(FieldError::new(label(), message));
-                    None
+            (true, Presence::Optional(default)) => default.clone().map(Cow::Owned),
+            (false, _) => {
+                let checked = match raw {
+                    Some(Cow::Borrowed(v)) => Some(rule.check_borrowed(v)),
+                    Some(Cow::Owned(v)) => Some(rule.check(&v).map(Cow::Owned)),
+                    None => None,
+                };
+                match checked {
+                    Some(Ok(value)) => Some(value),
+                    Some(Err(message)) => {
+                        errors.push(FieldError::new(label(), message));
+                        None
+                    }
+                    None => None,
                 }
-                None => None,
-            },
+            }
         };
         typed.push(value);
     }

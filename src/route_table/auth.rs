@@ -2,6 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 
+use actix_web::http::header::HeaderName;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -201,6 +202,21 @@ fn compile_generic(s: &AuthSettings, path: &str, issues: &mut Issues) -> Option<
             return None;
         }
     };
+    let names = [
+        ("header", Some(header)),
+        ("timestamp_header", s.timestamp_header.as_deref()),
+        ("id_header", s.id_header.as_deref()),
+    ];
+    let mut valid = true;
+    for (key, name) in names {
+        if name.is_some_and(|n| HeaderName::from_bytes(n.as_bytes()).is_err()) {
+            issues.push(format!("{path}.{key}"), "is not a valid header name");
+            valid = false;
+        }
+    }
+    if !valid {
+        return None;
+    }
     GenericScheme::new(
         header,
         algorithm,

@@ -152,36 +152,45 @@ impl FieldRule {
     /// Checks one present, non-empty value and returns it typed. The error is the message shown
     /// to the sender; it never repeats the value.
     pub fn check(&self, raw: &Value) -> Result<Value, Message> {
+        self.check_borrowed(raw).map(Cow::into_owned)
+    }
+
+    /// [`check`](Self::check), borrowing the value when it is already as typed (a text kept
+    /// as sent, an object): a request that fails on another field copies nothing.
+    pub fn check_borrowed<'v>(&self, raw: &'v Value) -> Result<Cow<'v, Value>, Message> {
         let value = match self.kind {
-            FieldKind::String => Value::String(self.text(raw)?.to_owned()),
-            FieldKind::Integer => Value::Number(Number::from(integer(raw)?)),
-            FieldKind::Number => Value::Number(number(raw)?),
-            FieldKind::Boolean => Value::Bool(boolean(raw)?),
+            FieldKind::String => {
+                self.text(raw)?;
+                Cow::Borrowed(raw)
+            }
+            FieldKind::Integer => Cow::Owned(Value::Number(Number::from(integer(raw)?))),
+            FieldKind::Number => Cow::Owned(Value::Number(number(raw)?)),
+            FieldKind::Boolean => Cow::Owned(Value::Bool(boolean(raw)?)),
             FieldKind::Email => {
                 let s = self.text(raw)?.trim();
                 if !s.validate_email() {
                     return Err(Cow::Borrowed("must be a valid email address"));
                 }
-                Value::String(s.to_owned())
+                trimmed(raw, s)
             }
             FieldKind::Url => {
                 let s = self.text(raw)?.trim();
                 if !s.validate_url() {
                     return Err(Cow::Borrowed("must be a valid URL"));
                 }
-                Value::String(s.to_owned())
+                trimmed(raw, s)
             }
             FieldKind::Enum => {
                 let s = self.text(raw)?;
                 if !self.values.iter().any(|v| v == s) {
                     return Err(format!("must be one of: {}", self.values.join(", ")).into());
                 }
-                Value::String(s.to_owned())
+                Cow::Borrowed(raw)
             }
             FieldKind::Uuid => {
                 let s = self.text(raw)?.trim();
                 let id = uuid::Uuid::parse_str(s).map_err(|_| Cow::Borrowed("must be a UUID"))?;
-                Value::String(id.hyphenated().to_string())
+                Cow::Owned(Value::String(id.hyphenated().to_string()))
             }
             FieldKind::Object => {
                 if !raw.is_object() {
@@ -190,7 +199,7 @@ impl FieldRule {
                 if serialized_len(raw) > self.max_bytes {
                     return Err(format!("must be at most {} bytes as JSON", self.max_bytes).into());
                 }
-                raw.clone()
+                Cow::Borrowed(raw)
             }
         };
         self.check_bounds(&value)?;
@@ -219,6 +228,14 @@ impl FieldRule {
             }
         }
         Ok(())
+    }
+}
+
+/// `raw` (a string) as its trimmed text `s`: borrowed when trimming removed nothing.
+fn trimmed<'v>(raw: &'v Value, s: &str) -> Cow<'v, Value> {
+    match raw.as_str() {
+        Some(text) if text.len() == s.len() => Cow::Borrowed(raw),
+        _ => Cow::Owned(Value::String(s.to_owned())),
     }
 }
 

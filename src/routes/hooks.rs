@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -30,7 +30,8 @@ use crate::request_log::RequestNote;
 use crate::route_table::{IgnoredReason, Route};
 use crate::state::AppState;
 
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Built once: a `&str` name is built (and allocated) anew for every lookup.
+pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The path pattern webhook requests are logged under.
 const PATTERN: &str = "/hooks/{route}";
@@ -172,20 +173,23 @@ async fn handle(
     let route = route.map_err(GatewayError::clone)?;
     check_allowed(route, client)?;
     let kind = content_kind(route, req.headers())?;
-    let body = read_body(
-        req.headers(),
-        payload,
-        route.max_body_bytes(),
-        state.body_timeout,
-    )
-    .await?;
-    progress.body = Some(body.clone());
-    let verified = verify(route, req.headers(), &body, unix_now())?;
+    // Kept where the rejection log finds it, and borrowed from there: a copy of the body's
+    // handle would allocate a shared count.
+    let body: &Bytes = progress.body.insert(
+        read_body(
+            req.headers(),
+            payload,
+            route.max_body_bytes(),
+            state.body_timeout,
+        )
+        .await?,
+    );
+    let verified = verify(route, req.headers(), body, unix_now())?;
     progress.authenticated = true;
     check_route(route)?;
     let idempotency_key = idempotency_header(req)?;
-    progress.delivery_id = delivery_key(route, &verified, &body);
-    let input = parse_body(kind, &body, state.body_limits)?;
+    progress.delivery_id = delivery_key(route, &verified, body);
+    let input = parse_body(kind, body, state.body_limits)?;
     let target = match select_target(route, &input, req.headers()) {
         Selection::Run(target) => target,
         Selection::Ignored { reason, detail } => return Ok(ignored(reason, &detail, request_id)),
@@ -295,7 +299,7 @@ impl Accepted<'_> {
 
 fn idempotency_header(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
     req.headers()
-        .get(IDEMPOTENCY_KEY_HEADER)
+        .get(&IDEMPOTENCY_KEY_HEADER)
         .map(|v| {
             v.to_str()
                 .map_err(|_| IdempotencyKeyError::InvalidCharacter.into())

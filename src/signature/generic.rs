@@ -2,6 +2,7 @@
 //! signed content = the body or a template such as `{timestamp}.{body}` with a timestamp header.
 //! Covers GitHub-, Shopify- and Convoy-style ("simple") partners without code.
 
+use actix_web::http::header::HeaderName;
 use base64::Engine;
 
 use super::{
@@ -31,13 +32,19 @@ pub enum ContentPiece {
 
 #[derive(Debug, Clone)]
 pub struct GenericScheme {
-    header: String,
+    header: HeaderName,
     algorithm: Algorithm,
     encoding: Encoding,
     prefix: String,
     content: SignedContent,
-    timestamp_header: Option<String>,
-    id_header: Option<String>,
+    timestamp_header: Option<HeaderName>,
+    id_header: Option<HeaderName>,
+}
+
+/// A configured header name, checked once (a `&str` would be built anew per lookup).
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("\"{name}\" is not a valid header name"))
 }
 
 impl GenericScheme {
@@ -65,18 +72,18 @@ impl GenericScheme {
             }
         }
         Ok(Self {
-            header: header.to_ascii_lowercase(),
+            header: header_name(header)?,
             algorithm,
             encoding,
             prefix: prefix.unwrap_or_default().to_owned(),
             content,
-            timestamp_header: timestamp_header.map(str::to_ascii_lowercase),
-            id_header: id_header.map(str::to_ascii_lowercase),
+            timestamp_header: timestamp_header.map(header_name).transpose()?,
+            id_header: id_header.map(header_name).transpose()?,
         })
     }
 
     pub fn timestamp_header(&self) -> Option<&str> {
-        self.timestamp_header.as_deref()
+        self.timestamp_header.as_ref().map(HeaderName::as_str)
     }
 
     pub fn verify(
@@ -102,14 +109,14 @@ impl GenericScheme {
             .filter_map(|s| self.decode(s))
             .collect();
         if candidates.is_empty() {
-            return Err(VerifyError::Malformed(self.header.clone()));
+            return Err(VerifyError::Malformed(self.header.as_str().to_owned()));
         }
         let parts = self.parts(req.body, ts.unwrap_or_default(), id.unwrap_or_default());
         if !any_matches(self.algorithm, keys, &parts, &candidates) {
             return Err(VerifyError::Mismatch);
         }
         if let (Some(ts), Some(name)) = (ts, &self.timestamp_header) {
-            check_timestamp(ts, name, now, tolerance)?;
+            check_timestamp(ts, name.as_str(), now, tolerance)?;
         }
         Ok(Verified {
             delivery_id: id.filter(|s| !s.is_empty()).map(str::to_owned),
@@ -124,12 +131,12 @@ impl GenericScheme {
             Encoding::Hex => hex::encode(mac),
             Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(mac),
         };
-        let mut headers = vec![(self.header.clone(), format!("{}{encoded}", self.prefix))];
+        let mut headers = vec![(self.header.to_string(), format!("{}{encoded}", self.prefix))];
         if let Some(name) = &self.timestamp_header {
-            headers.push((name.clone(), ts));
+            headers.push((name.to_string(), ts));
         }
         if let Some(name) = &self.id_header {
-            headers.push((name.clone(), id));
+            headers.push((name.to_string(), id));
         }
         headers
     }

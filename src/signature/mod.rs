@@ -10,7 +10,7 @@ mod slack;
 mod standard_webhooks;
 mod stripe;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha512};
 
@@ -64,16 +64,17 @@ pub struct SignedRequest<'a> {
 }
 
 impl SignedRequest<'_> {
-    fn header(&self, name: &str) -> Result<&str, VerifyError> {
+    /// By a built name: a `&str` one would be built (and allocated) per lookup.
+    fn header(&self, name: &HeaderName) -> Result<&str, VerifyError> {
         match self.headers.get(name) {
-            None => Err(VerifyError::Missing(name.to_owned())),
+            None => Err(VerifyError::Missing(name.as_str().to_owned())),
             Some(v) => v
                 .to_str()
-                .map_err(|_| VerifyError::Malformed(name.to_owned())),
+                .map_err(|_| VerifyError::Malformed(name.as_str().to_owned())),
         }
     }
 
-    fn optional_header(&self, name: &str) -> Option<&str> {
+    fn optional_header(&self, name: &HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

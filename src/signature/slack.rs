@@ -1,12 +1,14 @@
 //! Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:" + ts + ":" + body)>` with
 //! `X-Slack-Request-Timestamp`; the timestamp must be within the window both ways.
 
+use actix_web::http::header::HeaderName;
+
 use super::{
     any_matches, check_timestamp, hmac, Algorithm, SignedRequest, SigningKey, Verified, VerifyError,
 };
 
-const SIGNATURE: &str = "x-slack-signature";
-const TIMESTAMP: &str = "x-slack-request-timestamp";
+const SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
+const TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 
 pub fn verify(
     req: &SignedRequest<'_>,
@@ -14,13 +16,14 @@ pub fn verify(
     now: i64,
     tolerance: u64,
 ) -> Result<Verified, VerifyError> {
-    let raw = req.header(SIGNATURE)?;
-    let ts = req.header(TIMESTAMP)?.trim();
+    let raw = req.header(&SIGNATURE)?;
+    let ts = req.header(&TIMESTAMP)?.trim();
     let hex_sig = raw
         .trim()
         .strip_prefix("v0=")
-        .ok_or_else(|| VerifyError::Malformed(SIGNATURE.into()))?;
-    let sig = hex::decode(hex_sig).map_err(|_| VerifyError::Malformed(SIGNATURE.into()))?;
+        .ok_or_else(|| VerifyError::Malformed(SIGNATURE.as_str().into()))?;
+    let sig =
+        hex::decode(hex_sig).map_err(|_| VerifyError::Malformed(SIGNATURE.as_str().into()))?;
     if !any_matches(
         Algorithm::Sha256,
         keys,
@@ -29,7 +32,7 @@ pub fn verify(
     ) {
         return Err(VerifyError::Mismatch);
     }
-    check_timestamp(ts, TIMESTAMP, now, tolerance)?;
+    check_timestamp(ts, TIMESTAMP.as_str(), now, tolerance)?;
     Ok(Verified::default())
 }
 

@@ -2,6 +2,7 @@
 //! `"{id}.{timestamp}.{body}"`, header `webhook-signature: v1,<base64> [v1,<base64>…]`,
 //! key = base64 after `whsec_`. The message id is the delivery id.
 
+use actix_web::http::header::HeaderName;
 use base64::Engine;
 
 use super::{
@@ -9,20 +10,20 @@ use super::{
 };
 
 struct Names {
-    id: &'static str,
-    timestamp: &'static str,
-    signature: &'static str,
+    id: HeaderName,
+    timestamp: HeaderName,
+    signature: HeaderName,
 }
 
 const STANDARD: Names = Names {
-    id: "webhook-id",
-    timestamp: "webhook-timestamp",
-    signature: "webhook-signature",
+    id: HeaderName::from_static("webhook-id"),
+    timestamp: HeaderName::from_static("webhook-timestamp"),
+    signature: HeaderName::from_static("webhook-signature"),
 };
 const SVIX: Names = Names {
-    id: "svix-id",
-    timestamp: "svix-timestamp",
-    signature: "svix-signature",
+    id: HeaderName::from_static("svix-id"),
+    timestamp: HeaderName::from_static("svix-timestamp"),
+    signature: HeaderName::from_static("svix-signature"),
 };
 
 pub fn verify(
@@ -31,18 +32,18 @@ pub fn verify(
     now: i64,
     tolerance: u64,
 ) -> Result<Verified, VerifyError> {
-    let names = if !req.headers.contains_key(STANDARD.signature)
-        && req.headers.contains_key(SVIX.signature)
+    let names = if !req.headers.contains_key(&STANDARD.signature)
+        && req.headers.contains_key(&SVIX.signature)
     {
         &SVIX
     } else {
         &STANDARD
     };
-    let raw = req.header(names.signature)?;
-    let id = req.header(names.id)?.trim();
-    let ts = req.header(names.timestamp)?.trim();
+    let raw = req.header(&names.signature)?;
+    let id = req.header(&names.id)?.trim();
+    let ts = req.header(&names.timestamp)?.trim();
     if id.is_empty() || id.contains('.') {
-        return Err(VerifyError::Malformed(names.id.into()));
+        return Err(VerifyError::Malformed(names.id.as_str().into()));
     }
     let candidates: Vec<Vec<u8>> = raw
         .split_whitespace()
@@ -59,7 +60,7 @@ pub fn verify(
     {
         return Err(VerifyError::Mismatch);
     }
-    check_timestamp(ts, names.timestamp, now, tolerance)?;
+    check_timestamp(ts, names.timestamp.as_str(), now, tolerance)?;
     Ok(Verified {
         delivery_id: Some(id.to_owned()),
     })

@@ -208,6 +208,37 @@ fn a_misspelt_auth_key_is_named_with_its_path() {
     );
 }
 
+#[test]
+fn a_generic_schemes_header_names_are_checked_with_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("generic.toml");
+    std::fs::write(
+        &file,
+        "[routes.p]\ndeployment = \"f/d\"\n[routes.p.auth]\ntype = \"hmac\"\nscheme = \"generic\"\n\
+         secrets = [{ env = \"P_SECRET\" }]\nheader = \"X Signature\"\n\
+         signed_content = \"{timestamp}.{body}\"\ntimestamp_header = \"X-Time:\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env_remove("FLOWGATE_CONFIG")
+        .env("P_SECRET", "a-partner-secret-of-some-length")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "routes.p.auth.header: is not a valid header name",
+        "routes.p.auth.timestamp_header: is not a valid header name",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
 async fn check_config_against(api: &str) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .args(["check-config", "--config"])

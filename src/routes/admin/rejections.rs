@@ -288,7 +288,7 @@ pub(crate) async fn run_replay(
         &route,
         &record.headers,
         Bytes::from(record.body.clone().unwrap_or_default()),
-        header(IDEMPOTENCY_KEY_HEADER),
+        header(IDEMPOTENCY_KEY_HEADER.as_str()),
         record.delivery_id.as_deref(),
         request_id,
     )
