@@ -5,8 +5,9 @@
 
 HEADER_FILE: lines printed above the table (machine, versions, settings).
 ROWS_TSV: one scenario per line, tab-separated raw numbers (empty = not measured):
-    label requests seconds p50_us p99_us unexpected cpu_us rss_kb log_bytes notes
-The first row is the ceiling; every row's ratio is its req/s over the ceiling's.
+    label requests seconds p50_us p99_us unexpected cpu_us rss_kb log_bytes notes ceiling
+The first row is the ceiling. A row's ratio is its req/s over its own ceiling (req/s, measured
+around its load) when it has one, else over the first row's.
 """
 
 import sys
@@ -32,11 +33,12 @@ def rows(path):
         for line in f:
             if not line.strip():
                 continue
-            label, requests, seconds, p50, p99, unexpected, cpu, rss, log, notes = \
+            label, requests, seconds, p50, p99, unexpected, cpu, rss, log, notes, own = \
                 line.rstrip("\n").split("\t")
             requests, seconds = num(requests), num(seconds)
             rate = requests / seconds if requests and seconds else 0.0
             ceiling = ceiling or rate
+            against = num(own) or ceiling
             per_request = (lambda v: v / requests if v is not None and requests else None)
             out.append([
                 label,
@@ -48,7 +50,7 @@ def rows(path):
                 fmt(per_request(num(cpu))),
                 fmt(num(rss) / 1024 if num(rss) is not None else None, 1),
                 fmt(per_request(num(log))),
-                fmt(rate / ceiling if ceiling else None, 2),
+                fmt(rate / against if against else None, 2),
                 notes,
             ])
     return out
@@ -75,7 +77,8 @@ def markdown_table(table):
 
 LEGEND = ("unexpected = answers outside the expected class (2xx; 4xx for invalid) plus socket "
           "errors and timeouts; CPU, RSS (peak) and log are flowgate's own, over the load; "
-          "ratio = req/s over the ceiling's in this run.")
+          "ratio = req/s over the ceiling's in this run: the mean of the ceiling measured right "
+          "before and right after the row's load (in its notes), or the first row's.")
 
 
 def main():
