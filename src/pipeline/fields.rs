@@ -30,13 +30,13 @@ impl ValidatedFields<'_> {
 /// there). `None`: not sent.
 fn raw_value<'i>(
     rule: &FieldRule,
-    input: &'i InputFields,
+    input: &'i InputFields<'_>,
     headers: &HeaderMap,
 ) -> Result<Option<Cow<'i, Value>>, String> {
     Ok(match rule.source() {
-        FieldSource::Key(key) => input.get(&**key).map(Cow::Borrowed),
+        FieldSource::Key(key) => input.get(key).map(Cow::Borrowed),
         FieldSource::Path(path) => path.lookup(input).map(Cow::Borrowed),
-        FieldSource::Body => Some(Cow::Owned(Value::Object(input.clone()))),
+        FieldSource::Body => Some(Cow::Owned(Value::Object(input.to_object()))),
         FieldSource::Header(name) => match headers.get(name) {
             None => None,
             Some(v) => Some(Cow::Owned(Value::String(
@@ -51,7 +51,7 @@ fn raw_value<'i>(
 #[tracing::instrument(level = "debug", name = "stage.fields", skip_all, fields(route = %route.name()))]
 pub fn validate_fields<'i>(
     route: &Route,
-    input: &'i InputFields,
+    input: &'i InputFields<'_>,
     headers: &HeaderMap,
 ) -> Result<ValidatedFields<'i>, GatewayError> {
     let mut errors = Vec::new();
@@ -120,7 +120,7 @@ pub fn validate_fields<'i>(
 
 /// Top-level keys no field reads: a path claims its first key, the whole body claims all.
 /// A scan of the route's few fields per key: no set built per request.
-fn unknown_keys<'i>(route: &Route, input: &'i InputFields) -> Vec<&'i String> {
+fn unknown_keys<'i>(route: &Route, input: &'i InputFields<'_>) -> Vec<&'i str> {
     let claims = |rule: &FieldRule, key: &str| match rule.source() {
         FieldSource::Key(k) => **k == *key,
         FieldSource::Path(p) => p.first_key() == key,

@@ -5,7 +5,7 @@ use super::parse::InputFields;
 use crate::route_table::Route;
 
 /// Removes the honeypot field from the input; true when it was filled in.
-pub fn take_honeypot(route: &Route, input: &mut InputFields) -> bool {
+pub fn take_honeypot(route: &Route, input: &mut InputFields<'_>) -> bool {
     let Some(name) = route.honeypot() else {
         return false;
     };

@@ -10,6 +10,17 @@ pub const MAX_PATH_BYTES: usize = 256;
 /// Most steps (keys and indexes) in one path.
 pub const MAX_PATH_STEPS: usize = 32;
 
+/// A JSON object's top-level members, found by key: a parsed body or a `serde_json` map.
+pub trait Members {
+    fn member(&self, key: &str) -> Option<&Value>;
+}
+
+impl Members for Map<String, Value> {
+    fn member(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+}
+
 /// A checked path: object keys separated by `.`, each optionally followed by `[index]`s.
 /// Keys may hold any character but `.`, `[` and `]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +121,10 @@ impl BodyPath {
     }
 
     /// The value at this path in an object body, if every step exists.
-    pub fn lookup<'v>(&self, body: &'v Map<String, Value>) -> Option<&'v Value> {
+    pub fn lookup<'v>(&self, body: &'v (impl Members + ?Sized)) -> Option<&'v Value> {
         let mut steps = self.steps.iter();
         let mut current = match steps.next()? {
-            Step::Key(k) => body.get(k)?,
+            Step::Key(k) => body.member(k)?,
             Step::Index(_) => return None,
         };
         for step in steps {

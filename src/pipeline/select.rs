@@ -22,7 +22,11 @@ pub enum Selection {
 }
 
 #[tracing::instrument(level = "debug", name = "stage.select", skip_all, fields(route = %route.name()))]
-pub fn select_target(route: &Arc<Route>, input: &InputFields, headers: &HeaderMap) -> Selection {
+pub fn select_target(
+    route: &Arc<Route>,
+    input: &InputFields<'_>,
+    headers: &HeaderMap,
+) -> Selection {
     let selection = choose(route, input, headers);
     if let Selection::Ignored { reason, .. } = &selection {
         route.ignored().count(*reason);
@@ -30,7 +34,7 @@ pub fn select_target(route: &Arc<Route>, input: &InputFields, headers: &HeaderMa
     selection
 }
 
-fn choose(route: &Arc<Route>, input: &InputFields, headers: &HeaderMap) -> Selection {
+fn choose(route: &Arc<Route>, input: &InputFields<'_>, headers: &HeaderMap) -> Selection {
     if let Some(failed) = route.filter().first_failure(input, headers) {
         return Selection::Ignored {
             reason: IgnoredReason::Filtered,
@@ -69,9 +73,9 @@ mod tests {
         config.routes.get("r").unwrap()
     }
 
-    fn body(v: Value) -> InputFields {
+    fn body(v: Value) -> InputFields<'static> {
         match v {
-            Value::Object(m) => m,
+            Value::Object(m) => m.into(),
             _ => unreachable!("test bodies are objects"),
         }
     }

@@ -3,11 +3,11 @@
 
 use actix_web::http::header::{HeaderMap, HeaderName};
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::compile::Issues;
 use crate::configuration::ConditionSettings;
-use crate::pipeline::path::BodyPath;
+use crate::pipeline::path::{BodyPath, Members};
 
 /// Longest pattern a condition may use, in bytes.
 const MAX_PATTERN_BYTES: usize = 1024;
@@ -43,7 +43,7 @@ impl Filter {
     /// The first condition that does not hold for this request, if any.
     pub fn first_failure(
         &self,
-        body: &Map<String, Value>,
+        body: &(impl Members + ?Sized),
         headers: &HeaderMap,
     ) -> Option<&Condition> {
         self.0.iter().find(|c| !c.holds(body, headers))
@@ -55,7 +55,7 @@ impl Filter {
 }
 
 impl Condition {
-    pub fn holds(&self, body: &Map<String, Value>, headers: &HeaderMap) -> bool {
+    pub fn holds(&self, body: &(impl Members + ?Sized), headers: &HeaderMap) -> bool {
         let found: Option<Value> = match &self.source {
             Source::Path(p) => p.lookup(body).filter(|v| !v.is_null()).cloned(),
             Source::Header(h) => headers
@@ -220,7 +220,7 @@ mod tests {
         compile_condition(&settings, "f[0]", &mut issues).ok_or_else(|| issues.messages())
     }
 
-    fn body() -> Map<String, Value> {
+    fn body() -> serde_json::Map<String, Value> {
         match json!({"type": "invoice.paid", "data": {"object": {"paid": true, "total": 0, "note": null}}})
         {
             Value::Object(m) => m,

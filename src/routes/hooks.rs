@@ -267,7 +267,7 @@ struct Accepted<'a> {
     route: &'a Arc<Route>,
     /// The route as the chosen target maps it (the route itself without targets).
     target: &'a Arc<Route>,
-    input: InputFields,
+    input: InputFields<'a>,
     headers: &'a HeaderMap,
     idempotency_key: Option<&'a str>,
     request_id: &'a RequestId,
