@@ -12,9 +12,20 @@ pub fn find_route(table: &RouteTable, name: &str) -> Result<Arc<Route>, GatewayE
     table.get(name).ok_or_else(|| unknown_route(name))
 }
 
-/// 404 `unknown_route`, naming at most 64 characters of what the sender asked for.
+/// Most characters of an unknown route's name kept (the sender typed it).
+const MAX_SHOWN_ROUTE: usize = 64;
+
+/// 404 `unknown_route`, naming what the sender asked for as [`shown_route`] keeps it.
 pub fn unknown_route(name: &str) -> GatewayError {
-    GatewayError::UnknownRoute(name.chars().take(64).collect())
+    GatewayError::UnknownRoute(shown_route(name).to_owned())
+}
+
+/// The first 64 characters of a route name from the path (borrowed): what an answer, the log
+/// and the rejection log keep of it.
+pub fn shown_route(name: &str) -> &str {
+    name.char_indices()
+        .nth(MAX_SHOWN_ROUTE)
+        .map_or(name, |(at, _)| &name[..at])
 }
 
 /// The body's encoding, if the route accepts it; else 415. A charset other than UTF-8 is refused.

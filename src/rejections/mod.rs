@@ -21,12 +21,11 @@ use hashbrown::{Equivalent, HashMap};
 
 use crate::configuration::RejectionSettings;
 use crate::error::GatewayError;
+use crate::pipeline::route::shown_route;
 use crate::pipeline::verify::unix_now_ms;
 use crate::request_id::uuid_v7;
 use crate::store::{Rejection, RejectionWrite, Store};
 
-/// Longest route segment kept for an unknown route (the sender typed it).
-const MAX_ROUTE: usize = 64;
 /// How often counts are written and old records pruned.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY_TICKS: u32 = 60;
@@ -111,7 +110,7 @@ impl RejectionLog {
         }
         let now = unix_now_ms();
         let code = r.error.code();
-        let mut lookup = Lookup(r.client, bounded(r.route), code);
+        let mut lookup = Lookup(r.client, shown_route(r.route), code);
         let (id, key) = {
             let mut state = self.state();
             let expired = self.expire(&mut state, now);
@@ -275,14 +274,6 @@ impl RejectionLog {
             }
         });
     }
-}
-
-/// The first `MAX_ROUTE` characters (borrowed).
-fn bounded(route: &str) -> &str {
-    route
-        .char_indices()
-        .nth(MAX_ROUTE)
-        .map_or(route, |(at, _)| &route[..at])
 }
 
 /// The content type a record was sent with.

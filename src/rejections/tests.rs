@@ -22,6 +22,27 @@ fn headers() -> HeaderMap {
     h
 }
 
+/// A refused request: `route` from `client`, unauthenticated, without a delivery id.
+fn incoming<'a>(
+    route: &'a str,
+    client: IpAddr,
+    error: &'a GatewayError,
+    headers: &'a HeaderMap,
+    body: Option<&'a Bytes>,
+) -> Incoming<'a> {
+    Incoming {
+        route,
+        client: Some(client),
+        error,
+        request_id: "r",
+        headers,
+        body,
+        authenticated: false,
+        secret_headers: &[],
+        delivery_id: None,
+    }
+}
+
 fn setup(settings: RejectionSettings) -> (tempfile::TempDir, Arc<dyn Store>, RejectionLog) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
@@ -49,15 +70,14 @@ async fn a_flood_of_identical_rejections_is_one_record_with_the_right_count() {
     let body = Bytes::from_static(br#"{"email":"nope"}"#);
     for _ in 0..100_000 {
         log.record(Incoming {
-            route: "christmas-signup",
-            client: Some(IpAddr::from([203, 0, 113, 7])),
-            error: &error,
-            request_id: "r-1",
-            headers: &h,
-            body: Some(&body),
             authenticated: true,
-            secret_headers: &[],
-            delivery_id: None,
+            ..incoming(
+                "christmas-signup",
+                IpAddr::from([203, 0, 113, 7]),
+                &error,
+                &h,
+                Some(&body),
+            )
         });
     }
     log.flush();
@@ -67,6 +87,8 @@ async fn a_flood_of_identical_rejections_is_one_record_with_the_right_count() {
     assert_eq!(rows[0].code, "validation_failed");
     let full = store.get_rejection(rows[0].id).await.unwrap().unwrap();
     assert_eq!(full.body.as_deref(), Some(body.as_ref()));
+    assert!(full.authenticated, "the request passed authentication");
+    assert_eq!(full.request_id, "r");
     let mut names: Vec<&str> = full.headers.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     assert_eq!(
@@ -89,17 +111,13 @@ async fn many_clients_beyond_the_cap_are_counted_into_one_record_per_route_and_c
     let error = GatewayError::MalformedBody("not JSON".into());
     let h = headers();
     for n in 0..5_000u32 {
-        log.record(Incoming {
-            route: "christmas-signup",
-            client: Some(IpAddr::from((0x0a00_0000 + n).to_be_bytes())),
-            error: &error,
-            request_id: "r",
-            headers: &h,
-            body: None,
-            authenticated: false,
-            secret_headers: &[],
-            delivery_id: None,
-        });
+        log.record(incoming(
+            "christmas-signup",
+            IpAddr::from((0x0a00_0000 + n).to_be_bytes()),
+            &error,
+            &h,
+            None,
+        ));
     }
     log.flush();
     let rows = all(&store).await;
@@ -118,17 +136,13 @@ async fn rate_limited_requests_are_counted_without_headers_or_body() {
     let h = headers();
     let body = Bytes::from_static(b"{}");
     for _ in 0..3 {
-        log.record(Incoming {
-            route: "christmas-signup",
-            client: Some(IpAddr::from([203, 0, 113, 9])),
-            error: &error,
-            request_id: "r",
-            headers: &h,
-            body: Some(&body),
-            authenticated: false,
-            secret_headers: &[],
-            delivery_id: None,
-        });
+        log.record(incoming(
+            "christmas-signup",
+            IpAddr::from([203, 0, 113, 9]),
+            &error,
+            &h,
+            Some(&body),
+        ));
     }
     log.flush();
     let rows = all(&store).await;
@@ -146,17 +160,13 @@ async fn a_long_unknown_route_is_kept_to_its_first_64_characters_and_counted_as_
     // Two-byte characters: the cut falls on a character, not a byte.
     let base = "é".repeat(64);
     for tail in ["a", "b", "ccc"] {
-        log.record(Incoming {
-            route: &format!("{base}{tail}"),
-            client: Some(IpAddr::from([203, 0, 113, 9])),
-            error: &error,
-            request_id: "r",
-            headers: &h,
-            body: None,
-            authenticated: false,
-            secret_headers: &[],
-            delivery_id: None,
-        });
+        log.record(incoming(
+            &format!("{base}{tail}"),
+            IpAddr::from([203, 0, 113, 9]),
+            &error,
+            &h,
+            None,
+        ));
     }
     log.flush();
     let rows = all(&store).await;
