@@ -5,10 +5,16 @@ use std::process::Command;
 use crate::helpers::repo_path;
 
 fn check_config(file: &std::path::Path) -> std::process::Output {
+    check_config_with(file, &[])
+}
+
+/// `check-config` with these environment variables set (the secrets a file names).
+fn check_config_with(file: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .args(["check-config", "--config"])
         .arg(file)
         .env_remove("FLOWGATE_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -219,13 +225,7 @@ fn a_generic_schemes_header_names_are_checked_with_their_paths() {
          signed_content = \"{timestamp}.{body}\"\ntimestamp_header = \"X-Time:\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["check-config", "--config"])
-        .arg(&file)
-        .env_remove("FLOWGATE_CONFIG")
-        .env("P_SECRET", "a-partner-secret-of-some-length")
-        .output()
-        .unwrap();
+    let out = check_config_with(&file, &[("P_SECRET", "a-partner-secret-of-some-length")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for expected in [
