@@ -3,7 +3,6 @@
 //! proxy. Headers from untrusted peers are ignored, so they cannot be spoofed.
 
 use std::net::IpAddr;
-
 use std::ops::ControlFlow;
 
 use actix_web::http::header::{HeaderMap, HeaderName, FORWARDED};
