@@ -41,9 +41,10 @@ pub struct GenericScheme {
     id_header: Option<HeaderName>,
 }
 
-/// A configured header name, checked once (a `&str` would be built anew per lookup).
+/// A configured header name, checked once (a `&str` would be built anew per lookup); any case
+/// (`from_bytes` lowers it).
 fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+    HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("\"{name}\" is not a valid header name"))
 }
 
