@@ -32,7 +32,7 @@ fn entry(i: usize, now: i64) -> OutboxEntry {
         id: uuid::Uuid::now_v7(),
         route: "christmas-signup".into(),
         deployment: "christmas-signup-handler/website".into(),
-        parameters,
+        parameters: parameters.into(),
         tags: vec![
             "webhook".into(),
             "source:website".into(),

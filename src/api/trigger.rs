@@ -97,6 +97,7 @@ async fn run(
         RouteName::parse(API_ROUTE).map_err(|e| GatewayError::InvalidQuery(e.to_string()))?,
         target,
         MAX_BODY,
+        input.tags,
     ));
     let idempotency_key = match req.headers().get(&IDEMPOTENCY_KEY_HEADER) {
         Some(v) => IdempotencyKey::from_header(
@@ -108,8 +109,7 @@ async fn run(
     };
     let plan = FlowRunPlan {
         route,
-        parameters: input.parameters,
-        tags: input.tags,
+        parameters: input.parameters.into(),
         name: input.name,
         idempotency_key,
     };

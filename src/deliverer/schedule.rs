@@ -134,6 +134,7 @@ fn share(shares: &HashMap<String, u32>, route: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Parameters;
 
     fn entries(route: &str, n: usize) -> Vec<OutboxEntry> {
         (0..n)
@@ -141,7 +142,7 @@ mod tests {
                 id: uuid::Uuid::now_v7(),
                 route: route.into(),
                 deployment: "f/d".into(),
-                parameters: serde_json::Map::new(),
+                parameters: Parameters::default(),
                 tags: vec![],
                 name: Some(format!("{route}-{i}")),
                 idempotency_key: format!("{route}-{i}"),

@@ -1,4 +1,4 @@
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -50,21 +50,37 @@ impl IdempotencyKey {
 
     /// Derives a key from the route and the canonical JSON of the flow parameters.
     pub fn from_content(route: &RouteName, canonical_payload: &[u8]) -> Self {
+        let mut hasher = Self::content_hasher(route);
+        hasher.update(canonical_payload);
+        Self::from_content_hash(hasher)
+    }
+
+    /// A hasher that has read the route; the canonical payload is written into it next.
+    pub fn content_hasher(route: &RouteName) -> Sha256 {
         let mut hasher = Sha256::new();
         hasher.update(route.as_ref().as_bytes());
         hasher.update([0u8]);
-        hasher.update(canonical_payload);
+        hasher
+    }
+
+    /// The key from a `content_hasher` that has read the whole payload.
+    pub fn from_content_hash(hasher: Sha256) -> Self {
         Self(KeySource::Content(hex::encode(hasher.finalize())))
     }
 
     /// The key sent to Prefect. Prefect scopes idempotency keys per flow, so the key carries the
     /// deployment and the route to keep two deployments of one flow apart.
     pub fn namespaced(&self, deployment: &DeploymentRef, route: &RouteName) -> String {
-        match &self.0 {
-            KeySource::Client(k) => format!("flowgate:{deployment}:{route}:key:{k}"),
-            KeySource::Delivery(d) => format!("flowgate:{deployment}:{route}:delivery:{d}"),
-            KeySource::Content(h) => format!("flowgate:{deployment}:{route}:sha256:{h}"),
-        }
+        let (kind, value) = match &self.0 {
+            KeySource::Client(k) => ("key", k),
+            KeySource::Delivery(d) => ("delivery", d),
+            KeySource::Content(h) => ("sha256", h),
+        };
+        let mut key = String::with_capacity(
+            "flowgate:::".len() + 64 + route.as_ref().len() + kind.len() + value.len() + 2,
+        );
+        let _ = write!(key, "flowgate:{deployment}:{route}:{kind}:{value}");
+        key
     }
 }
 

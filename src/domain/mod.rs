@@ -3,9 +3,11 @@
 mod deployment_ref;
 mod field_error;
 mod idempotency_key;
+mod parameters;
 mod route_name;
 
 pub use deployment_ref::{DeploymentRef, DeploymentRefError};
 pub use field_error::FieldError;
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
+pub use parameters::Parameters;
 pub use route_name::{RouteName, RouteNameError};

@@ -132,7 +132,7 @@ impl Outbox {
             route: plan.route.name().to_string(),
             deployment: plan.route.deployment().to_string(),
             parameters: plan.parameters.clone(),
-            tags: plan.tags.clone(),
+            tags: plan.tags().to_vec(),
             name: plan.name.clone(),
             idempotency_key: plan.namespaced_key(),
             attempts: 0,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::map::FlowRunPlan;
 use super::resolve::DeploymentResolver;
 use super::schema::check_parameters;
-use crate::domain::DeploymentRef;
+use crate::domain::{DeploymentRef, Parameters};
 use crate::error::GatewayError;
 use crate::prefect::{
     rejection_reasons, Deadline, Deployment, FlowRunCreate, Patience, PrefectClient, PrefectError,
@@ -39,7 +39,7 @@ pub async fn dispatch(
     let run = RunRequest {
         target: plan.route.deployment(),
         parameters: &plan.parameters,
-        tags: &plan.tags,
+        tags: plan.tags(),
         name: plan.name.as_deref(),
         idempotency_key: &plan.namespaced_key(),
     };
@@ -49,7 +49,7 @@ pub async fn dispatch(
 /// One flow run to create, from a request or from the outbox.
 pub struct RunRequest<'a> {
     pub target: &'a DeploymentRef,
-    pub parameters: &'a Map<String, Value>,
+    pub parameters: &'a Parameters,
     pub tags: &'a [String],
     pub name: Option<&'a str>,
     /// Namespaced; the same for every attempt, so Prefect makes the run once.
@@ -106,17 +106,15 @@ pub async fn create_run(
 
 /// Prefect accepts undeclared parameters and the run then crashes, so they are never sent.
 /// Borrowed when every parameter is declared (the usual case): nothing is copied.
-fn declared_only<'a>(
-    parameters: &'a Map<String, Value>,
-    deployment: &Deployment,
-) -> Cow<'a, Map<String, Value>> {
+fn declared_only<'a>(parameters: &'a Parameters, deployment: &Deployment) -> Cow<'a, Parameters> {
     let Some(declared) = &deployment.declared_parameters else {
         return Cow::Borrowed(parameters);
     };
-    if parameters.keys().all(|k| declared.contains(k)) {
+    if parameters.map().keys().all(|k| declared.contains(k)) {
         return Cow::Borrowed(parameters);
     }
     let (kept, dropped): (Map<String, Value>, Map<String, Value>) = parameters
+        .map()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .partition(|(k, _)| declared.contains(k));
@@ -125,7 +123,7 @@ fn declared_only<'a>(
         ?names,
         "parameters not declared by the deployment were not sent"
     );
-    Cow::Owned(kept)
+    Cow::Owned(kept.into())
 }
 
 /// The one mapping from Prefect's errors to the sender's.

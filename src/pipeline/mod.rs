@@ -21,3 +21,15 @@ pub mod route;
 pub mod schema;
 pub mod select;
 pub mod verify;
+
+/// Route `r` of a configuration given as TOML (its `[routes.r]` header included).
+#[cfg(test)]
+pub(crate) fn test_route(toml_text: &str) -> std::sync::Arc<crate::route_table::Route> {
+    use crate::configuration::{read_settings, Configuration, PrefectAuth};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, toml_text).unwrap();
+    let settings = read_settings(&file).unwrap();
+    let config = Configuration::from_settings(settings, PrefectAuth::None).unwrap();
+    config.routes.get("r").unwrap()
+}

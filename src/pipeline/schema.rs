@@ -3,23 +3,21 @@
 //! Messages name the rule, never the value.
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use serde_json::{Map, Value};
 
-use crate::domain::FieldError;
+use crate::domain::{FieldError, Parameters};
 use crate::error::GatewayError;
 use crate::prefect::Deployment;
 
 #[tracing::instrument(level = "debug", name = "stage.schema", skip_all)]
 pub fn check_parameters(
     deployment: &Deployment,
-    parameters: &Map<String, Value>,
+    parameters: &Parameters,
 ) -> Result<(), GatewayError> {
     let Some(validator) = &deployment.validator else {
         return Ok(());
     };
-    let instance = Value::Object(parameters.clone());
     let errors: Vec<FieldError> = validator
-        .iter_errors(&instance)
+        .iter_errors(parameters.value())
         .map(|e| {
             let path = e.instance_path().to_string();
             let (path, message) = match e.kind() {
@@ -70,7 +68,7 @@ fn describe(kind: &ValidationErrorKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn deployment(schema: Value) -> Deployment {
         let body = json!({"id": "21e9741f-0000-4000-8000-000000000001", "parameter_openapi_schema": schema});
@@ -79,8 +77,8 @@ mod tests {
             .into()
     }
 
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn params(v: Value) -> Parameters {
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]

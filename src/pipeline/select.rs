@@ -59,19 +59,10 @@ fn choose(route: &Arc<Route>, input: &InputFields<'_>, headers: &HeaderMap) -> S
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::configuration::{read_settings, Configuration, PrefectAuth};
     use serde_json::{json, Value};
 
-    /// A route `r` from TOML (its `[routes.r]` header included).
-    fn route(toml_text: &str) -> Arc<Route> {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, toml_text).unwrap();
-        let settings = read_settings(&file).unwrap();
-        let config = Configuration::from_settings(settings, PrefectAuth::None).unwrap();
-        config.routes.get("r").unwrap()
-    }
+    use super::*;
+    use crate::pipeline::test_route as route;
 
     fn body(v: Value) -> InputFields<'static> {
         match v {

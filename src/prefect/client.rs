@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use secrecy::ExposeSecret;
 
@@ -19,6 +19,8 @@ use super::retry::{retry, Deadline, RetryPolicy};
 use super::{Deployment, FlowRunCreate, PrefectError};
 use crate::configuration::{PrefectAuth, PrefectSettings};
 use crate::domain::DeploymentRef;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A flow run Prefect holds after `create_flow_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,12 +138,22 @@ impl PrefectClient {
         patience: Patience,
     ) -> Result<CreatedRun, PrefectError> {
         let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
+        // Serialized once for every attempt, into a buffer sized for a typical body.
+        let mut json = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut json, body)
+            .map_err(|e| PrefectError::Unexpected(format!("the run does not serialize: {e}")))?;
+        let json = actix_web::web::Bytes::from(json);
         let retried = retry(
             self.policy_for(patience),
             deadline,
             self.call_timeout,
             |timeout| {
-                let request = self.http.client().post(url.clone()).json(body);
+                let request = self
+                    .http
+                    .client()
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, APPLICATION_JSON.clone())
+                    .body(json.clone());
                 async move {
                     let response = self
                         .send(Call::CreateFlowRun, request, timeout, deadline, patience)

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::domain::Parameters;
 
 /// A deployment as resolved by name.
 #[derive(Clone)]
@@ -75,7 +77,7 @@ impl From<DeploymentBody> for Deployment {
 /// Body of `POST /deployments/{id}/create_flow_run`.
 #[derive(Debug, Serialize)]
 pub struct FlowRunCreate<'a> {
-    pub parameters: &'a Map<String, Value>,
+    pub parameters: &'a Parameters,
     pub tags: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,

@@ -67,6 +67,8 @@ fn build(
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
+        // `PrefectClient` retries itself; reqwest's own retry would copy every request first.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .tls_certs_merge(roots.iter().cloned())
         .build()
 }

@@ -24,7 +24,7 @@ pub use cors::CorsPolicy;
 pub use field::{FieldKind, FieldRule, FieldSource, Presence};
 pub use filter::{parse_condition, Condition, Filter};
 pub use target::{IgnoredCounts, IgnoredReason, Target};
-pub use template::{RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
+pub use template::{write_value, RunNameTemplate, BUILTIN_PLACEHOLDERS, MAX_RUN_NAME_CHARS};
 
 /// A body encoding a route accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,12 @@ impl Route {
     /// caller's, checked against the deployment's published schema at dispatch), JSON, queued
     /// when Prefect cannot take a run now. `name` keys its share of the outbox and its
     /// idempotency namespace.
-    pub fn for_api(name: RouteName, deployment: DeploymentRef, max_body_bytes: usize) -> Self {
+    pub fn for_api(
+        name: RouteName,
+        deployment: DeploymentRef,
+        max_body_bytes: usize,
+        tags: Vec<String>,
+    ) -> Self {
         Self {
             name,
             deployment,
@@ -113,7 +118,7 @@ impl Route {
             content_types: vec![ContentKind::Json],
             unknown_fields: UnknownFields::Drop,
             max_body_bytes,
-            tags: Vec::new(),
+            tags,
             run_name: None,
             constants: BTreeMap::new(),
             fields: Vec::new(),

@@ -1,6 +1,6 @@
 //! Flow run name templates such as `signup-{first_name}-{request_id}`.
 
-use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -65,27 +65,48 @@ impl RunNameTemplate {
         Ok(Self(pieces))
     }
 
-    /// Renders with the given values; a missing value renders as empty text.
-    pub fn render(&self, values: &BTreeMap<&str, &Value>) -> String {
-        let mut out = String::new();
+    /// Renders, with `write` putting each placeholder's value into the name (nothing for a
+    /// missing one), and cuts the name to `MAX_RUN_NAME_CHARS`.
+    pub fn render(&self, mut write: impl FnMut(&str, &mut String)) -> String {
+        let mut out = String::with_capacity(64);
         for piece in &self.0 {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Placeholder(name) => match values.get(name.as_str()) {
-                    Some(Value::String(s)) => out.push_str(s),
-                    Some(Value::Null) | None => {}
-                    Some(other) => out.push_str(&other.to_string()),
-                },
+                Piece::Placeholder(name) => write(name, &mut out),
             }
         }
-        out.chars().take(MAX_RUN_NAME_CHARS).collect()
+        if let Some((cut, _)) = out.char_indices().nth(MAX_RUN_NAME_CHARS) {
+            out.truncate(cut);
+        }
+        out
+    }
+}
+
+/// A field's value as run name text: a string as it is, null as nothing, anything else as JSON.
+pub fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Null => {}
+        other => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
+
+    use super::*;
+
+    /// Writes the value given for each placeholder.
+    fn values<'a>(given: &'a [(&str, &Value)]) -> impl FnMut(&str, &mut String) + 'a {
+        |name, out| {
+            if let Some((_, v)) = given.iter().find(|(n, _)| *n == name) {
+                write_value(out, v);
+            }
+        }
+    }
 
     #[test]
     fn renders_fields_and_literal_braces() {
@@ -93,8 +114,12 @@ mod tests {
             RunNameTemplate::parse("signup-{first_name}-{n}{{x}}", &["first_name", "n"]).unwrap();
         let name = json!("Jo");
         let n = json!(7);
-        let values = BTreeMap::from([("first_name", &name), ("n", &n)]);
-        assert_eq!(t.render(&values), "signup-Jo-7{x}");
+        assert_eq!(
+            t.render(values(&[("first_name", &name), ("n", &n)])),
+            "signup-Jo-7{x}"
+        );
+        let null = json!(null);
+        assert_eq!(t.render(values(&[("n", &null)])), "signup--{x}");
     }
 
     #[test]
@@ -110,10 +135,9 @@ mod tests {
     #[test]
     fn cuts_long_names() {
         let t = RunNameTemplate::parse("{a}", &["a"]).unwrap();
-        let long = json!("x".repeat(500));
-        assert_eq!(
-            t.render(&BTreeMap::from([("a", &long)])).chars().count(),
-            MAX_RUN_NAME_CHARS
-        );
+        let long = json!("é".repeat(500));
+        let name = t.render(values(&[("a", &long)]));
+        assert_eq!(name.chars().count(), MAX_RUN_NAME_CHARS);
+        assert!(name.chars().all(|c| c == 'é'));
     }
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use serde_json::{Map, Value};
+
+use crate::domain::Parameters;
 
 pub use counts::OutboxCounts;
 pub use managed::{ManagedRow, ManagedWrite, SyncOutcome};
@@ -32,7 +33,7 @@ pub struct OutboxEntry {
     pub route: String,
     /// `flow-name/deployment-name`.
     pub deployment: String,
-    pub parameters: Map<String, Value>,
+    pub parameters: Parameters,
     pub tags: Vec<String>,
     pub name: Option<String>,
     /// The namespaced key sent to Prefect: a retry can never create a second run.

@@ -7,10 +7,7 @@ fn entry(n: u32, created_at: i64) -> OutboxEntry {
         id: uuid::Uuid::new_v4(),
         route: "r".into(),
         deployment: "f/d".into(),
-        parameters: json!({"n": n, "email": "jo@example.com"})
-            .as_object()
-            .unwrap()
-            .clone(),
+        parameters: serde_json::from_value(json!({"n": n, "email": "jo@example.com"})).unwrap(),
         tags: vec!["webhook".into()],
         name: Some(format!("run-{n}")),
         idempotency_key: format!("flowgate:f/d:r:sha256:{n}"),
@@ -161,8 +158,7 @@ async fn a_full_store_refuses_and_recovers_when_space_frees() {
     let mut accepted = Vec::new();
     let refused = loop {
         let mut e = entry(accepted.len() as u32, 1);
-        e.parameters
-            .insert("padding".into(), json!("x".repeat(4000)));
+        e.parameters = serde_json::from_value(json!({"padding": "x".repeat(4000)})).unwrap();
         match store.enqueue(e.clone()).await {
             Ok(()) => accepted.push(e),
             Err(err) => break err,
