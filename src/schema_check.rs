@@ -193,21 +193,13 @@ pub async fn check_against_prefect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::configuration::{PrefectAuth, Settings};
     use serde_json::json;
 
     fn route(fields_toml: &str) -> std::sync::Arc<Route> {
         let text = format!(
             "[routes.r]\ndeployment = \"f/d\"\nauth = \"none\"\n[routes.r.fields]\n{fields_toml}"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, text).unwrap();
-        let settings: Settings = crate::configuration::read_settings(&file).unwrap();
-        let config =
-            crate::configuration::Configuration::from_settings(settings, PrefectAuth::None)
-                .unwrap();
-        config.routes.get("r").unwrap()
+        crate::pipeline::test_route(&text)
     }
 
     fn schema() -> Value {

@@ -48,7 +48,9 @@ impl IdempotencyKey {
         Self(KeySource::Delivery(delivery_id.to_owned()))
     }
 
-    /// Derives a key from the route and the canonical JSON of the flow parameters.
+    /// Derives a key from the route and the canonical JSON of the flow parameters, given whole
+    /// (the map stage streams it into `content_hasher` instead).
+    #[cfg(test)]
     pub fn from_content(route: &RouteName, canonical_payload: &[u8]) -> Self {
         let mut hasher = Self::content_hasher(route);
         hasher.update(canonical_payload);
@@ -76,9 +78,15 @@ impl IdempotencyKey {
             KeySource::Delivery(d) => ("delivery", d),
             KeySource::Content(h) => ("sha256", h),
         };
-        let mut key = String::with_capacity(
-            "flowgate:::".len() + 64 + route.as_ref().len() + kind.len() + value.len() + 2,
-        );
+        let parts: [&str; 5] = [
+            deployment.flow(),
+            deployment.deployment(),
+            route.as_ref(),
+            kind,
+            value,
+        ];
+        // "flowgate:" and the four separators (the deployment's '/' and three ':').
+        let mut key = String::with_capacity(13 + parts.iter().map(|p| p.len()).sum::<usize>());
         let _ = write!(key, "flowgate:{deployment}:{route}:{kind}:{value}");
         key
     }
