@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
 use crate::domain::{DeploymentRef, FieldError, IdempotencyKeyError};
 use crate::prefect::PrefectError;
+pub use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::request_log::RequestNote;
 
@@ -225,46 +225,6 @@ pub struct ApiError {
     pub request_id: RequestId,
 }
 
-/// RFC 9457 problem details with flowgate's extensions.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Problem<'a> {
-    /// `urn:flowgate:problem:{code}`.
-    #[serde(rename = "type")]
-    #[schema(value_type = String)]
-    kind: ProblemType,
-    title: &'a str,
-    status: u16,
-    code: &'a str,
-    #[schema(value_type = String)]
-    detail: Shown<'a, GatewayError>,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<FieldError>>)]
-    errors: Option<&'a [FieldError]>,
-    /// For `timestamp_out_of_window`: `too_old` or `too_new`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    reason: Option<&'static str>,
-}
-
-/// A value's `Display`, written straight into the answer (no string built first).
-pub struct Shown<'a, T>(&'a T);
-
-impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
-    }
-}
-
-/// `urn:flowgate:problem:{code}`, written without building the string.
-pub struct ProblemType(&'static str);
-
-impl Serialize for ProblemType {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("urn:flowgate:problem:{}", self.0))
-    }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.error.status()
@@ -278,20 +238,6 @@ impl ResponseError for ApiError {
         if status.is_server_error() {
             note = note.with_detail(&error_chain(&self.error));
         }
-        let problem = Problem {
-            kind: ProblemType(code),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            code,
-            detail: Shown(&self.error),
-            request_id: self.request_id.as_str(),
-            errors: self.error.field_errors(),
-            reason: match self.error {
-                GatewayError::TimestampOutOfWindow { too_new: true, .. } => Some("too_new"),
-                GatewayError::TimestampOutOfWindow { too_new: false, .. } => Some("too_old"),
-                _ => None,
-            },
-        };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);
         if let Some(secs) = self.error.retry_after() {
@@ -305,10 +251,8 @@ impl ResponseError for ApiError {
         }
         // Sized for a 422 naming a dozen fields: no regrowth while it is written.
         let mut body = Vec::with_capacity(1024);
-        let mut response = match serde_json::to_writer(&mut body, &problem) {
-            Ok(()) => response.body(body),
-            Err(e) => response.json(serde_json::json!({ "code": code, "detail": e.to_string() })),
-        };
+        Problem::new(&self.error, self.request_id.as_str()).write_json(&mut body);
+        let mut response = response.body(body);
         response.extensions_mut().insert(note);
         response
     }

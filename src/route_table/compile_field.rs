@@ -150,6 +150,7 @@ pub(super) fn compile_field(
         max_length: f.max_length,
         pattern,
         values,
+        messages: Default::default(),
     };
     rule.presence = match (f.required, &f.default) {
         (Some(true), Some(_)) => {

@@ -2,7 +2,7 @@
 //! Website forms send every value as a string, so numbers and booleans are read from strings too.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::header::HeaderName;
 use regex::Regex;
@@ -125,6 +125,22 @@ pub struct FieldRule {
     pub(crate) max_length: Option<u64>,
     pub(crate) pattern: Option<Regex>,
     pub(crate) values: Vec<String>,
+    /// The messages made from the rule's bounds and values, written on first use.
+    pub(crate) messages: RuleMessages,
+}
+
+/// A rule's messages that name its bounds or values: formatted once (a float's formatting on
+/// every failure was a tenth of a rejected form's validation), then copied.
+#[derive(Debug, Clone, Default)]
+pub struct RuleMessages {
+    range: OnceLock<Box<str>>,
+    length: OnceLock<Box<str>>,
+    values: OnceLock<Box<str>>,
+}
+
+/// The message kept in `cell`, made by `make` the first time.
+fn kept(cell: &OnceLock<Box<str>>, make: impl FnOnce() -> String) -> Message {
+    Cow::Owned(cell.get_or_init(|| make().into()).to_string())
 }
 
 impl FieldRule {
@@ -183,7 +199,9 @@ impl FieldRule {
             FieldKind::Enum => {
                 let s = self.text(raw)?;
                 if !self.values.iter().any(|v| v == s) {
-                    return Err(format!("must be one of: {}", self.values.join(", ")).into());
+                    return Err(kept(&self.messages.values, || {
+                        format!("must be one of: {}", self.values.join(", "))
+                    }));
                 }
                 Cow::Borrowed(raw)
             }
@@ -207,19 +225,22 @@ impl FieldRule {
     }
 
     fn text<'v>(&self, raw: &'v Value) -> Result<&'v str, Message> {
-        raw.as_str()
-            .ok_or_else(|| format!("must be a {}", self.kind.name()).into())
+        raw.as_str().ok_or(Cow::Borrowed("must be a string"))
     }
 
     fn check_bounds(&self, value: &Value) -> Result<(), Message> {
         if let Some(n) = value.as_f64() {
             if !n.validate_range(self.min, self.max, None, None) {
-                return Err(range_message(self.min, self.max).into());
+                return Err(kept(&self.messages.range, || {
+                    range_message(self.min, self.max)
+                }));
             }
         }
         if let Some(s) = value.as_str() {
             if !s.validate_length(self.min_length, self.max_length, None) {
-                return Err(length_message(self.min_length, self.max_length).into());
+                return Err(kept(&self.messages.length, || {
+                    length_message(self.min_length, self.max_length)
+                }));
             }
             if let Some(pattern) = &self.pattern {
                 if !pattern.is_match(s) {
@@ -342,6 +363,7 @@ mod tests {
             max_length: None,
             pattern: None,
             values: vec![],
+            messages: RuleMessages::default(),
         }
     }
 
@@ -444,6 +466,7 @@ mod tests {
     fn enums_list_their_values() {
         let r = FieldRule {
             values: vec!["GPS".into(), "Money".into()],
+            messages: RuleMessages::default(),
             ..rule(FieldKind::Enum)
         };
         assert_eq!(r.check(&json!("GPS")), Ok(json!("GPS")));

@@ -21,6 +21,7 @@ fn rule(kind: FieldKind, min: Option<f64>, max: Option<f64>) -> FieldRule {
         max_length: None,
         pattern: None,
         values: vec!["GPS".into(), "Money".into()],
+        messages: Default::default(),
     }
 }
 
