@@ -231,6 +231,16 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let (mut response, note) = self.answer();
+        response.extensions_mut().insert(note);
+        response
+    }
+}
+
+impl ApiError {
+    /// The problem answer, and the note for the request's log line (the caller hands it on:
+    /// `error_response` as a response extension, the webhook handler on the request).
+    pub fn answer(&self) -> (HttpResponse, RequestNote) {
         let status = self.error.status();
         let code = self.error.code();
         // The request's one log line carries the code; a server error's cause goes with it.
@@ -252,9 +262,7 @@ impl ResponseError for ApiError {
         // Sized for a 422 naming a dozen fields: no regrowth while it is written.
         let mut body = Vec::with_capacity(1024);
         Problem::new(&self.error, self.request_id.as_str()).write_json(&mut body);
-        let mut response = response.body(body);
-        response.extensions_mut().insert(note);
-        response
+        (response.body(body), note)
     }
 }
 

@@ -105,6 +105,13 @@ impl FromRequest for RequestId {
     }
 }
 
+/// Hands a handler's note to the request's one log line through the request's extensions: a
+/// pooled request keeps their table between requests, where a response's extensions are new
+/// each time (a table and a box per answer). A note left on the response is read too.
+pub fn note_request(req: &HttpRequest, note: RequestNote) {
+    req.extensions_mut().insert(note);
+}
+
 /// Middleware: assigns the id, wraps the request in a span (for the inner stages' debug
 /// lines), sets the header, times the request by route, and writes the request's one line
 /// within the log budget.
@@ -127,10 +134,14 @@ pub async fn request_id_middleware(
     }
     let status = response.status().as_u16();
     // Taken, not copied: this middleware is the note's last reader.
-    let note = response
-        .response_mut()
-        .extensions_mut()
-        .remove::<RequestNote>()
+    let noted = response.request().extensions_mut().remove::<RequestNote>();
+    let note = noted
+        .or_else(|| {
+            response
+                .response_mut()
+                .extensions_mut()
+                .remove::<RequestNote>()
+        })
         .unwrap_or_else(|| RequestNote::code("-"));
     let elapsed = started.elapsed();
     let log = response.request().app_data::<web::Data<RequestLog>>();

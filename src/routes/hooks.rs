@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::domain::IdempotencyKeyError;
@@ -25,7 +25,7 @@ use crate::pipeline::route::content_kind;
 use crate::pipeline::select::{select_target, Selection};
 use crate::pipeline::verify::{unix_now, verify};
 use crate::rejections::Incoming;
-use crate::request_id::RequestId;
+use crate::request_id::{note_request, RequestId};
 use crate::request_log::RequestNote;
 use crate::route_table::{IgnoredReason, Route};
 use crate::state::AppState;
@@ -53,21 +53,18 @@ pub async fn dispatch(
         return actix_web::error::ErrorInternalServerError("the gateway's state is not configured")
             .error_response();
     };
-    let Some(route) = route_segment(req.match_info().unprocessed()) else {
-        return GatewayError::NotFound
-            .with_request_id(&request_id)
-            .error_response();
+    let (response, mut note) = match route_segment(req.match_info().unprocessed()) {
+        None => GatewayError::NotFound.with_request_id(&request_id).answer(),
+        Some(route) => match *req.method() {
+            Method::POST => receive(&req, route, payload, state, &request_id).await,
+            Method::OPTIONS => preflight(&req, route, state, &request_id),
+            _ => GatewayError::MethodNotAllowed { allowed: "POST" }
+                .with_request_id(&request_id)
+                .answer(),
+        },
     };
-    let mut response = match *req.method() {
-        Method::POST => receive(&req, route, payload, state, &request_id).await,
-        Method::OPTIONS => preflight(&req, route, state, &request_id),
-        _ => GatewayError::MethodNotAllowed { allowed: "POST" }
-            .with_request_id(&request_id)
-            .error_response(),
-    };
-    if let Some(note) = response.extensions_mut().get_mut::<RequestNote>() {
-        note.pattern = Some(PATTERN);
-    }
+    note.pattern = Some(PATTERN);
+    note_request(&req, note);
     response
 }
 
@@ -83,7 +80,7 @@ async fn receive(
     payload: web::Payload,
     state: &AppState,
     request_id: &RequestId,
-) -> HttpResponse {
+) -> (HttpResponse, RequestNote) {
     // One lookup per request: the route is shared by every worker.
     let found = state.route(route);
     let client = client_ip(
@@ -102,8 +99,8 @@ async fn receive(
         &mut progress,
     )
     .await;
-    let mut response = match handled {
-        Ok(response) => response,
+    let (mut response, mut note) = match handled {
+        Ok(answered) => answered,
         Err(e) => {
             state.rejections.record(Incoming {
                 route: found.as_ref().map_or(route, |r| r.name().as_ref()),
@@ -116,28 +113,14 @@ async fn receive(
                 secret_headers: found.as_ref().map_or(&[], |r| r.secret_headers()),
                 delivery_id: progress.delivery_id.as_deref(),
             });
-            e.with_request_id(request_id).error_response()
+            e.with_request_id(request_id).answer()
         }
     };
     let found = found.ok();
     cors::decorate(found.as_deref(), req.headers(), &mut response);
-    let route = found.map(|r| r.name().shared());
-    let mut extensions = response.extensions_mut();
-    match extensions.get_mut::<RequestNote>() {
-        Some(note) => {
-            note.route = route;
-            note.client = client;
-        }
-        None => {
-            extensions.insert(RequestNote {
-                route,
-                client,
-                ..RequestNote::code("-")
-            });
-        }
-    }
-    drop(extensions);
-    response
+    note.route = found.map(|r| r.name().shared());
+    note.client = client;
+    (response, note)
 }
 
 fn preflight(
@@ -145,11 +128,14 @@ fn preflight(
     route: &str,
     state: &AppState,
     request_id: &RequestId,
-) -> HttpResponse {
-    state
+) -> (HttpResponse, RequestNote) {
+    match state
         .route(route)
         .and_then(|route| cors::preflight(&route, req.headers()))
-        .unwrap_or_else(|e| e.with_request_id(request_id).error_response())
+    {
+        Ok(response) => (response, RequestNote::code("-")),
+        Err(e) => e.with_request_id(request_id).answer(),
+    }
 }
 
 /// How far a request got, for the rejection log.
@@ -168,7 +154,7 @@ async fn handle(
     state: &AppState,
     request_id: &RequestId,
     progress: &mut Progress,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<(HttpResponse, RequestNote), GatewayError> {
     check_client(state.client_limiter.as_deref(), client)?;
     let route = route.map_err(GatewayError::clone)?;
     check_allowed(route, client)?;
@@ -192,7 +178,12 @@ async fn handle(
     let input = parse_body(kind, body, state.body_limits)?;
     let target = match select_target(route, &input, req.headers()) {
         Selection::Run(target) => target,
-        Selection::Ignored { reason, detail } => return Ok(ignored(reason, &detail, request_id)),
+        Selection::Ignored { reason, detail } => {
+            return Ok((
+                ignored(reason, &detail, request_id),
+                RequestNote::code("ignored"),
+            ))
+        }
     };
     let request = Accepted {
         route,
@@ -211,7 +202,7 @@ async fn handle(
         // Boxed too: the handler's future stays small for the requests that never get here.
         None => Box::pin(request.run(state, None)).await?,
     };
-    Ok(answer(run, request_id))
+    Ok(noted_answer(run, request_id))
 }
 
 /// Runs a stored request again, from after authentication (an admin replay): parse, rules,
@@ -323,8 +314,16 @@ pub struct Answer<'a> {
 }
 
 /// 202 `created` (the run exists) or `queued` (on disk, to be delivered); 200 `duplicate`
-/// when this request was answered before.
+/// when this request was answered before. The log line's note goes with it as a response
+/// extension.
 pub(crate) fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
+    let (mut response, note) = noted_answer(outcome, request_id);
+    response.extensions_mut().insert(note);
+    response
+}
+
+/// [`answer`], and the note for the log line beside it.
+fn noted_answer(outcome: Outcome, request_id: &RequestId) -> (HttpResponse, RequestNote) {
     let (status, word, run, delivery) = match outcome {
         Outcome::Created { flow_run_id } | Outcome::Decoy { flow_run_id } => {
             (StatusCode::ACCEPTED, "created", Some(flow_run_id), None)
@@ -339,7 +338,7 @@ pub(crate) fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
             (StatusCode::OK, "duplicate", None, Some(delivery_id))
         }
     };
-    let mut response = HttpResponse::build(status).json(Answer {
+    let response = HttpResponse::build(status).json(Answer {
         status: word,
         flow_run_id: run,
         delivery_id: delivery,
@@ -349,8 +348,7 @@ pub(crate) fn answer(outcome: Outcome, request_id: &RequestId) -> HttpResponse {
         Outcome::Decoy { .. } => "honeypot",
         _ => word,
     };
-    response.extensions_mut().insert(RequestNote::code(code));
-    response
+    (response, RequestNote::code(code))
 }
 
 /// The answer to an authentic, well-formed request that no filter or target wants: 202 (an
@@ -366,16 +364,12 @@ struct IgnoredAnswer<'a> {
 }
 
 fn ignored(reason: IgnoredReason, detail: &str, request_id: &RequestId) -> HttpResponse {
-    let mut response = HttpResponse::Accepted().json(IgnoredAnswer {
+    HttpResponse::Accepted().json(IgnoredAnswer {
         status: "ignored",
         reason: reason.code(),
         detail,
         request_id: request_id.as_str(),
-    });
-    response
-        .extensions_mut()
-        .insert(RequestNote::code("ignored"));
-    response
+    })
 }
 
 #[cfg(test)]
