@@ -178,12 +178,7 @@ async fn handle(
     let input = parse_body(kind, body, state.body_limits)?;
     let target = match select_target(route, &input, req.headers()) {
         Selection::Run(target) => target,
-        Selection::Ignored { reason, detail } => {
-            return Ok((
-                ignored(reason, &detail, request_id),
-                RequestNote::code("ignored"),
-            ))
-        }
+        Selection::Ignored { reason, detail } => return Ok(ignored(reason, &detail, request_id)),
     };
     let request = Accepted {
         route,
@@ -363,13 +358,18 @@ struct IgnoredAnswer<'a> {
     request_id: &'a str,
 }
 
-fn ignored(reason: IgnoredReason, detail: &str, request_id: &RequestId) -> HttpResponse {
-    HttpResponse::Accepted().json(IgnoredAnswer {
+fn ignored(
+    reason: IgnoredReason,
+    detail: &str,
+    request_id: &RequestId,
+) -> (HttpResponse, RequestNote) {
+    let response = HttpResponse::Accepted().json(IgnoredAnswer {
         status: "ignored",
         reason: reason.code(),
         detail,
         request_id: request_id.as_str(),
-    })
+    });
+    (response, RequestNote::code("ignored"))
 }
 
 #[cfg(test)]
