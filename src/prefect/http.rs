@@ -65,7 +65,9 @@ fn build(
 ) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Under Prefect's own keep-alive (`server.api.keepalive_timeout`, 5 s): a call sent on a
+        // connection Prefect is closing fails without an answer, and costs an attempt.
+        .pool_idle_timeout(Duration::from_secs(4))
         .redirect(reqwest::redirect::Policy::none())
         // `PrefectClient` retries itself; reqwest's own retry would copy every request first.
         .retry(reqwest::retry::never().max_retries_per_request(0))

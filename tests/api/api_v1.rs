@@ -26,6 +26,7 @@ deployments = ["crm-sync/*"]
 scopes = ["trigger"]
 "#;
     let mut settings = settings_with(prefect_api, toml);
+    real_prefect_retries(&mut settings);
     settings.limits.per_ip = None;
     flowgate::configuration::Configuration::from_settings_with_env(
         settings,

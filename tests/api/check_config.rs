@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::helpers::repo_path;
+use crate::helpers::{refusing_port, repo_path};
 
 fn check_config(file: &std::path::Path) -> std::process::Output {
     check_config_with(file, &[])
@@ -287,11 +287,8 @@ async fn with_prefect_reachable_rules_that_disagree_with_the_schema_are_reported
 
 #[tokio::test]
 async fn with_prefect_unreachable_the_comparison_is_skipped_with_a_note() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = refusing_port();
+    let closed = refusing.port;
     let out = check_config_against(&format!("http://127.0.0.1:{closed}/api")).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

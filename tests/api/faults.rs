@@ -131,11 +131,8 @@ async fn a_queueing_route_answers_queued_after_one_503_and_the_deliverer_retries
 
 #[tokio::test]
 async fn connection_refused_is_upstream_unavailable() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = refusing_port();
+    let closed_port = refusing.port;
     let app = spawn_app(without_queue(default_settings(&format!(
         "http://127.0.0.1:{closed_port}/api"
     ))))

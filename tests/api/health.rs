@@ -6,11 +6,8 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn healthz_answers_without_prefect() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = refusing_port();
+    let closed_port = refusing.port;
     let app = spawn_app(default_settings(&format!(
         "http://127.0.0.1:{closed_port}/api"
     )))
@@ -74,11 +71,8 @@ async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
         assert_eq!(r.status().as_u16(), 200);
     }
 
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = refusing_port();
+    let closed_port = refusing.port;
     let down = spawn_app(default_settings(&format!(
         "http://127.0.0.1:{closed_port}/api"
     )))

@@ -242,6 +242,15 @@ pub fn settings_with(prefect_api: &str, extra: &str) -> Settings {
     settings
 }
 
+/// The shipped Prefect retry delays again, for a real Prefect on SQLite: it answers 503
+/// "database is locked" to a write that meets another test's, for longer than the mocks'
+/// 1–5 ms delays last; a production client waits that out, and so must these.
+pub fn real_prefect_retries(settings: &mut Settings) {
+    let shipped = flowgate::configuration::PrefectSettings::default();
+    settings.prefect.retry_base_delay_ms = shipped.retry_base_delay_ms;
+    settings.prefect.retry_max_delay_ms = shipped.retry_max_delay_ms;
+}
+
 /// Starts the app with route secrets looked up in `env` instead of the process environment.
 pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> TestApp {
     let env: std::collections::HashMap<String, String> = env
@@ -252,6 +261,34 @@ pub async fn spawn_app_with_env(settings: Settings, env: &[(&str, &str)]) -> Tes
     let config = Configuration::from_settings_with_env(settings, PrefectAuth::None, &lookup)
         .expect("settings are valid");
     start(config).await
+}
+
+/// A local port that refuses connections for as long as this lives: bound but not listening,
+/// so no other process can take it meanwhile (a port only closed again can be).
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+pub fn refusing_port() -> RefusingPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("a local port binds");
+    let port = socket.local_addr().expect("a bound address").port();
+    RefusingPort {
+        _socket: socket,
+        port,
+    }
+}
+
+/// A client for flowgate whose pool drops idle connections before flowgate closes them
+/// (`startup::KEEP_ALIVE`): a request that meets the close gets no answer, as nginx's would.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(flowgate::startup::KEEP_ALIVE - std::time::Duration::from_secs(1))
+        .build()
+        .expect("a default client builds")
 }
 
 /// Starts the app from a configuration built by the test.
@@ -278,7 +315,7 @@ async fn start(mut config: Configuration) -> TestApp {
         _data: data,
         address,
         admin_address,
-        client: reqwest::Client::new(),
+        client: client(),
         handle,
         running,
     }

@@ -57,7 +57,7 @@ event = {{ type = "string" }}
     )
     .await;
     let base = gateway.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
 
     let body = format!(r#"{{"event":"{BODY_MARKER}"}}"#);
     let mut signed = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -206,7 +206,7 @@ event = {{ type = "string", max_length = 20 }}
     )
     .await;
     let base = gateway.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let post = |from: &str, body: String| {
         client
             .post(format!("{base}/hooks/site"))

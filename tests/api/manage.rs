@@ -15,6 +15,7 @@ use crate::real_prefect;
 
 fn config(api: &str) -> flowgate::configuration::Configuration {
     let mut settings = settings_with(api, "");
+    real_prefect_retries(&mut settings);
     settings.limits.per_ip = None;
     settings.api.deployments_resync_secs = 1;
     flowgate::configuration::Configuration::from_settings_with_env(
