@@ -14,6 +14,25 @@ use flowgate::sign_command::{self, SignRequest};
 use flowgate::startup::Application;
 use flowgate::telemetry;
 
+/// Prints a line to standard output. A reader that has gone (`flowgate check-config | head`)
+/// ends the command quietly, as it ends other Unix tools, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            stdout_failed(&e);
+        }
+    }};
+}
+
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
 /// mimalloc: under load glibc's malloc took a quarter of the CPU (see README, *Performance*).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -137,9 +156,9 @@ fn sign(
     match sign_command::sign(&settings, &request) {
         Ok(signed) => {
             for (name, value) in &signed.headers {
-                println!("{name}: {value}");
+                out!("{name}: {value}");
             }
-            println!("\n{}", signed.curl);
+            out!("\n{}", signed.curl);
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -166,7 +185,7 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let Some(connect) = config.postgres() else {
-        println!("store.url is not set: the SQLite store creates its schema when it opens");
+        out!("store.url is not set: the SQLite store creates its schema when it opens");
         return ExitCode::SUCCESS;
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -181,7 +200,7 @@ fn migrate(path: Option<PathBuf>) -> ExitCode {
     };
     match runtime.block_on(flowgate::store::PgStore::migrate(&connect)) {
         Ok(n) => {
-            println!("{n} migration(s) applied to {}", connect.url);
+            out!("{n} migration(s) applied to {}", connect.url);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -209,7 +228,7 @@ fn apply(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
     let mut out = std::io::stdout();
     match runtime.block_on(flowgate::apply_command::run(&config, dry_run, &mut out)) {
         Ok(n) => {
-            println!(
+            out!(
                 "{n} of {} deployment(s) {}",
                 config.settings.deployments.len(),
                 if dry_run { "would change" } else { "changed" }
@@ -250,14 +269,18 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!(
+    out!(
         "configuration OK: {} route(s), Prefect at {}",
         config.routes.len(),
         config.prefect_url
     );
-    println!(
+    out!(
         "{:<24} {:<32} {:<40} {:<6} {:>6}  CONTENT TYPES",
-        "ROUTE", "PATH", "DEPLOYMENT", "AUTH", "FIELDS"
+        "ROUTE",
+        "PATH",
+        "DEPLOYMENT",
+        "AUTH",
+        "FIELDS"
     );
     for route in config.routes.iter() {
         let kinds: Vec<&str> = route
@@ -265,7 +288,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             .iter()
             .map(|k| k.media_type())
             .collect();
-        println!(
+        out!(
             "{:<24} {:<32} {:<40} {:<6} {:>6}  {}",
             route.name().to_string(),
             route.path(),
@@ -293,7 +316,7 @@ fn compare_with_prefect(config: &Configuration) -> ExitCode {
     let reports = match runtime.block_on(schema_check::check_against_prefect(config)) {
         Ok(reports) => reports,
         Err(e) => {
-            println!(
+            out!(
                 "note: Prefect at {} is not reachable ({}); field rules not compared with deployment schemas",
                 config.prefect_url,
                 error_chain(&e)
@@ -304,7 +327,7 @@ fn compare_with_prefect(config: &Configuration) -> ExitCode {
     let mut failed = false;
     for report in &reports {
         for note in &report.notes {
-            println!("note: {note}");
+            out!("note: {note}");
         }
         for issue in &report.issues {
             eprintln!("error: {issue}");
@@ -314,7 +337,7 @@ fn compare_with_prefect(config: &Configuration) -> ExitCode {
     if failed {
         return ExitCode::FAILURE;
     }
-    println!(
+    out!(
         "Prefect at {}: every route matches its deployment's parameter schema",
         config.prefect_url
     );
