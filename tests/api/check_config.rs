@@ -305,8 +305,7 @@ async fn with_prefect_reachable_rules_that_disagree_with_the_schema_are_reported
 #[tokio::test]
 async fn with_prefect_unreachable_the_comparison_is_skipped_with_a_note() {
     let refusing = refusing_port();
-    let closed = refusing.port;
-    let out = check_config_against(&format!("http://127.0.0.1:{closed}/api")).await;
+    let out = check_config_against(&refusing.api_url()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("is not reachable"), "{stdout}");

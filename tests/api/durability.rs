@@ -113,11 +113,7 @@ struct Gateway {
 
 impl Gateway {
     fn new(dir: &std::path::Path, api: &str, tag: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::nginx_support::free_port();
         let text = std::fs::read_to_string(repo_path("config/default.toml"))
             .unwrap()
             .replace("port = 8080", &format!("port = {port}"))

@@ -132,11 +132,7 @@ async fn a_queueing_route_answers_queued_after_one_503_and_the_deliverer_retries
 #[tokio::test]
 async fn connection_refused_is_upstream_unavailable() {
     let refusing = refusing_port();
-    let closed_port = refusing.port;
-    let app = spawn_app(without_queue(default_settings(&format!(
-        "http://127.0.0.1:{closed_port}/api"
-    ))))
-    .await;
+    let app = spawn_app(without_queue(default_settings(&refusing.api_url()))).await;
     let response = app.post_json(ROUTE, &signup("jo@example.com")).await;
     assert_eq!(response.headers()["retry-after"], "5");
     problem(response, 503, "upstream_unavailable").await;

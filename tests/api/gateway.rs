@@ -19,11 +19,7 @@ impl Gateway {
     /// unless given).
     pub async fn start(config: impl FnOnce(u16, &str) -> String, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::nginx_support::free_port();
         let path = dir.path().join("flowgate.toml");
         let store = dir.path().join("flowgate.db").display().to_string();
         std::fs::write(&path, config(port, &store)).unwrap();

@@ -7,11 +7,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn healthz_answers_without_prefect() {
     let refusing = refusing_port();
-    let closed_port = refusing.port;
-    let app = spawn_app(default_settings(&format!(
-        "http://127.0.0.1:{closed_port}/api"
-    )))
-    .await;
+    let app = spawn_app(default_settings(&refusing.api_url())).await;
     let response = app
         .client
         .get(format!("{}/healthz", app.address))
@@ -72,11 +68,7 @@ async fn readyz_reports_prefect_and_stays_ready_while_the_outbox_works() {
     }
 
     let refusing = refusing_port();
-    let closed_port = refusing.port;
-    let down = spawn_app(default_settings(&format!(
-        "http://127.0.0.1:{closed_port}/api"
-    )))
-    .await;
+    let down = spawn_app(default_settings(&refusing.api_url())).await;
     // Prefect down: still ready (requests are queued on disk), and it says so.
     let body = ready_once_probed(&down).await;
     assert_eq!(body["status"], "ready");

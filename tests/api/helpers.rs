@@ -270,6 +270,13 @@ pub struct RefusingPort {
     pub port: u16,
 }
 
+impl RefusingPort {
+    /// A Prefect API URL on this port: every call to it is refused.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api", self.port)
+    }
+}
+
 pub fn refusing_port() -> RefusingPort {
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
     socket

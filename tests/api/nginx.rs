@@ -89,10 +89,10 @@ async fn a_replica_that_refuses_is_skipped_and_a_post_that_reached_one_is_never_
     let prefect = untouchable_prefect().await;
     // The upstream of flowgate.conf's replicated example: a replica that is down (nothing
     // listens on its port), one that dies with each request it takes, and flowgate.
-    let down = free_port();
+    let down = refusing_port();
     let (dying, taken) = replica_dying_with_the_request().await;
     let edge = Edge::start_in_front_of(&format!("{}/api", prefect.uri()), |flowgate| {
-        replica_servers(&[down, dying, flowgate])
+        replica_servers(&[down.port, dying, flowgate])
     })
     .await;
 

@@ -144,11 +144,7 @@ async fn an_outage_is_absorbed_and_each_request_delivered_once_when_prefect_retu
 #[tokio::test]
 async fn while_prefect_is_unreachable_new_requests_cost_the_deliverer_no_attempts() {
     let refusing = refusing_port();
-    let closed_port = refusing.port;
-    let app = spawn_app(fast_delivery(default_settings(&format!(
-        "http://127.0.0.1:{closed_port}/api"
-    ))))
-    .await;
+    let app = spawn_app(fast_delivery(default_settings(&refusing.api_url()))).await;
     for i in 0..200 {
         let response = app
             .post_json(ROUTE, &signup(&format!("u{i}@example.com")))
