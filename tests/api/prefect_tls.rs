@@ -16,6 +16,7 @@ fn config(
     ca_file: Option<&Path>,
 ) -> Result<flowgate::configuration::Configuration, String> {
     let mut settings = settings_with(api, "");
+    real_prefect_retries(&mut settings);
     settings.limits.per_ip = None;
     settings.prefect.ca_file = ca_file.map(Path::to_path_buf);
     flowgate::configuration::Configuration::from_settings_with_env(
