@@ -139,7 +139,7 @@ pub async fn check_against_prefect(
         &settings,
         &config.prefect_roots,
     )
-    .map_err(PrefectError::Connect)?;
+    .map_err(|e| PrefectError::Connect(e.into()))?;
     client.health(Duration::from_secs(3)).await?;
     let mut reports = Vec::new();
     let mut mappings = Vec::new();

@@ -7,20 +7,18 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use reqwest::header::HeaderValue;
+use reqwest::{StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
-use super::http::PerThreadHttp;
+use super::http::{Answer, Outgoing, Transport};
 use super::limit::{ConcurrencyLimit, Signal};
 use super::metrics::{Call, PrefectMetrics};
 use super::retry::{retry, Deadline, RetryPolicy};
 use super::{Deployment, FlowRunCreate, PrefectError};
 use crate::configuration::{PrefectAuth, PrefectSettings};
 use crate::domain::DeploymentRef;
-
-const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A flow run Prefect holds after `create_flow_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,7 @@ pub enum Patience {
 
 #[derive(Clone)]
 pub struct PrefectClient {
-    pub(super) http: PerThreadHttp,
+    http: Transport,
     base: Url,
     auth: Option<HeaderValue>,
     limit: ConcurrencyLimit,
@@ -70,7 +68,7 @@ impl PrefectClient {
         s: &PrefectSettings,
         roots: &[reqwest::Certificate],
     ) -> Result<Self, reqwest::Error> {
-        let http = PerThreadHttp::new(s.timeout().min(Duration::from_secs(5)), roots)?;
+        let http = Transport::new(&base, s.timeout().min(Duration::from_secs(5)), roots)?;
         let auth = match auth {
             PrefectAuth::None => None,
             PrefectAuth::Basic(secret) => Some(format!(
@@ -109,18 +107,19 @@ impl PrefectClient {
         deadline: Deadline,
         patience: Patience,
     ) -> Result<Deployment, PrefectError> {
-        let url = self.url(&["deployments", "name", name.flow(), name.deployment()])?;
+        let request =
+            Outgoing::get(self.url(&["deployments", "name", name.flow(), name.deployment()])?);
         let retried = retry(
             self.policy_for(patience),
             deadline,
             self.call_timeout,
             |timeout| {
-                let request = self.http.client().get(url.clone());
+                let request = &request;
                 async move {
-                    let response = self
+                    let answer = self
                         .send(Call::ReadDeployment, request, timeout, deadline, patience)
                         .await?;
-                    read_json::<DeploymentBody>(response).await
+                    read_json::<DeploymentBody>(&answer)
                 }
             },
         )
@@ -137,30 +136,22 @@ impl PrefectClient {
         deadline: Deadline,
         patience: Patience,
     ) -> Result<CreatedRun, PrefectError> {
-        let url = self.url(&["deployments", &id.to_string(), "create_flow_run"])?;
-        // Serialized once for every attempt, into a buffer sized for a typical body.
-        let mut json = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut json, body)
-            .map_err(|e| PrefectError::Unexpected(format!("the run does not serialize: {e}")))?;
-        let json = actix_web::web::Bytes::from(json);
+        let request = Outgoing::post_json(
+            self.url(&["deployments", &id.to_string(), "create_flow_run"])?,
+            body,
+        )?;
         let retried = retry(
             self.policy_for(patience),
             deadline,
             self.call_timeout,
             |timeout| {
-                let request = self
-                    .http
-                    .client()
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, APPLICATION_JSON.clone())
-                    .body(json.clone());
+                let request = &request;
                 async move {
-                    let response = self
+                    let answer = self
                         .send(Call::CreateFlowRun, request, timeout, deadline, patience)
                         .await?;
-                    let created = response.status() == StatusCode::CREATED;
-                    let run = read_json::<FlowRunBody>(response).await?;
-                    Ok((run.id, created))
+                    let run = read_json::<FlowRunBody>(&answer)?;
+                    Ok((run.id, answer.status == StatusCode::CREATED))
                 }
             },
         )
@@ -196,17 +187,14 @@ impl PrefectClient {
 
     /// `GET /health`, bypassing the call cap: readiness must not queue behind traffic.
     pub async fn health(&self, timeout: Duration) -> Result<(), PrefectError> {
-        let url = self.url(&["health"])?;
+        let request = Outgoing::get(self.url(&["health"])?);
         let started = Instant::now();
-        let result = match self
-            .authorized(self.http.client().get(url))
-            .timeout(timeout)
-            .send()
+        let result = self
+            .http
+            .exchange(&request, self.auth.as_ref(), timeout)
             .await
-        {
-            Ok(response) => check_status(response).await.map(drop),
-            Err(e) => Err(PrefectError::from_reqwest(e)),
-        };
+            .and_then(check_status)
+            .map(drop);
         self.metrics
             .record(Call::Health, started.elapsed(), result.as_ref().copied());
         result
@@ -223,24 +211,17 @@ impl PrefectClient {
         Ok(url)
     }
 
-    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.auth {
-            Some(value) => request.header(AUTHORIZATION, value.clone()),
-            None => request,
-        }
-    }
-
     /// Takes a call slot (now, or waiting until the deadline), sends with the attempt's
     /// timeout, tells the limit whether Prefect kept up, and counts and times the call (from
     /// sending to the answer's status: the wait for a slot is not Prefect's time).
     pub(super) async fn send(
         &self,
         call: Call,
-        request: RequestBuilder,
+        request: &Outgoing,
         timeout: Duration,
         deadline: Deadline,
         patience: Patience,
-    ) -> Result<Response, PrefectError> {
+    ) -> Result<Answer, PrefectError> {
         let slot = match patience {
             Patience::Now { leave } => self.limit.try_acquire_for_request(leave),
             Patience::UntilDeadline => self.limit.acquire(deadline.instant()).await,
@@ -248,11 +229,11 @@ impl PrefectClient {
         .ok_or(PrefectError::Busy)?;
         let timeout = timeout.min(deadline.remaining());
         let started = Instant::now();
-        let sent = self.authorized(request).timeout(timeout).send().await;
-        let result = match sent {
-            Ok(response) => check_status(response).await,
-            Err(e) => Err(PrefectError::from_reqwest(e)),
-        };
+        let result = self
+            .http
+            .exchange(request, self.auth.as_ref(), timeout)
+            .await
+            .and_then(check_status);
         self.metrics
             .record(call, started.elapsed(), result.as_ref().map(drop));
         slot.record(match &result {
@@ -263,10 +244,10 @@ impl PrefectClient {
     }
 }
 
-async fn check_status(response: Response) -> Result<Response, PrefectError> {
-    let status = response.status();
+fn check_status(answer: Answer) -> Result<Answer, PrefectError> {
+    let status = answer.status;
     if status.is_success() {
-        return Ok(response);
+        return Ok(answer);
     }
     Err(match status.as_u16() {
         404 => PrefectError::NotFound,
@@ -274,9 +255,7 @@ async fn check_status(response: Response) -> Result<Response, PrefectError> {
             status: status.as_u16(),
         },
         409 => {
-            let detail = response
-                .json::<DetailBody>()
-                .await
+            let detail = serde_json::from_slice::<DetailBody>(&answer.body)
                 .ok()
                 .and_then(|b| b.detail)
                 .map(|d| {
@@ -291,23 +270,17 @@ async fn check_status(response: Response) -> Result<Response, PrefectError> {
             }
         }
         429 => PrefectError::RateLimited {
-            retry_after: response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+            retry_after: answer.retry_after,
         },
         s @ 500..=599 => PrefectError::ServerError { status: s },
         s => PrefectError::Unexpected(format!("status {s}")),
     })
 }
 
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
-    response: Response,
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+    answer: &Answer,
 ) -> Result<T, PrefectError> {
-    let bytes = response.bytes().await.map_err(PrefectError::from_reqwest)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&answer.body).map_err(|e| {
         PrefectError::Unexpected(format!("unreadable response body ({:?})", e.classify()))
     })
 }

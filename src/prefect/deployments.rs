@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::client::{Patience, PrefectClient};
+use super::client::{read_json, Patience, PrefectClient};
+use super::http::Outgoing;
 use super::metrics::Call;
 use super::retry::{retry, Deadline};
 use super::PrefectError;
@@ -17,13 +18,8 @@ impl PrefectClient {
         name: &str,
         deadline: Deadline,
     ) -> Result<String, PrefectError> {
-        let url = self.url(&["flows", ""])?;
-        let body = json!({ "name": name });
-        let flow = self
-            .manage(deadline, || {
-                self.http.client().post(url.clone()).json(&body)
-            })
-            .await?;
+        let request = Outgoing::post_json(self.url(&["flows", ""])?, &json!({ "name": name }))?;
+        let flow = self.manage(deadline, &request).await?;
         id_of(&flow)
     }
 
@@ -34,22 +30,16 @@ impl PrefectClient {
         body: &Value,
         deadline: Deadline,
     ) -> Result<String, PrefectError> {
-        let url = self.url(&["deployments", ""])?;
-        let d = self
-            .manage(deadline, || self.http.client().post(url.clone()).json(body))
-            .await?;
+        let request = Outgoing::post_json(self.url(&["deployments", ""])?, body)?;
+        let d = self.manage(deadline, &request).await?;
         id_of(&d)
     }
 
     /// `POST /deployments/{id}/schedule`: Prefect's scheduler makes the runs its active
     /// schedules call for now, rather than at its next loop.
     pub async fn schedule_runs(&self, id: &str, deadline: Deadline) -> Result<(), PrefectError> {
-        let url = self.url(&["deployments", id, "schedule"])?;
-        self.manage(deadline, || {
-            self.http.client().post(url.clone()).json(&json!({}))
-        })
-        .await
-        .map(drop)
+        let request = Outgoing::post_json(self.url(&["deployments", id, "schedule"])?, &json!({}))?;
+        self.manage(deadline, &request).await.map(drop)
     }
 
     /// `POST /deployments/{id}/pause_deployment` or `resume_deployment` (a pause drops the
@@ -65,10 +55,8 @@ impl PrefectClient {
         } else {
             "resume_deployment"
         };
-        let url = self.url(&["deployments", id, action])?;
-        self.manage(deadline, || self.http.client().post(url.clone()))
-            .await
-            .map(drop)
+        let request = Outgoing::post(self.url(&["deployments", id, action])?);
+        self.manage(deadline, &request).await.map(drop)
     }
 
     /// `DELETE /deployments/{id}` (with its scheduled runs); a deployment already gone is done.
@@ -77,44 +65,28 @@ impl PrefectClient {
         id: &str,
         deadline: Deadline,
     ) -> Result<(), PrefectError> {
-        let url = self.url(&["deployments", id])?;
-        match self
-            .manage(deadline, || self.http.client().delete(url.clone()))
-            .await
-        {
+        let request = Outgoing::delete(self.url(&["deployments", id])?);
+        match self.manage(deadline, &request).await {
             Ok(_) | Err(PrefectError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// One idempotent call, retried within the deadline; its JSON body (`null` when empty).
-    async fn manage(
-        &self,
-        deadline: Deadline,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Value, PrefectError> {
+    async fn manage(&self, deadline: Deadline, request: &Outgoing) -> Result<Value, PrefectError> {
         let patience = Patience::UntilDeadline;
         let retried = retry(
             self.policy_for(patience),
             deadline,
             self.call_timeout,
-            |timeout| {
-                let request = request();
-                async move {
-                    let response = self
-                        .send(Call::ManageDeployment, request, timeout, deadline, patience)
-                        .await?;
-                    let bytes = response.bytes().await.map_err(PrefectError::from_reqwest)?;
-                    if bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Ok(Value::Null);
-                    }
-                    serde_json::from_slice(&bytes).map_err(|e| {
-                        PrefectError::Unexpected(format!(
-                            "unreadable response body ({:?})",
-                            e.classify()
-                        ))
-                    })
+            |timeout| async move {
+                let answer = self
+                    .send(Call::ManageDeployment, request, timeout, deadline, patience)
+                    .await?;
+                if answer.body.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Value::Null);
                 }
+                read_json::<Value>(&answer)
             },
         )
         .await?;

@@ -1,5 +1,8 @@
 use std::time::Duration;
 
+/// The cause of a failed connection or exchange, from either transport.
+pub type TransportError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What can go wrong talking to Prefect. Never carries a request or response body.
 #[derive(Debug, thiserror::Error)]
 pub enum PrefectError {
@@ -20,10 +23,10 @@ pub enum PrefectError {
     RateLimited { retry_after: Option<Duration> },
     /// The connection could not be made: nothing was sent.
     #[error("cannot connect to Prefect")]
-    Connect(#[source] reqwest::Error),
+    Connect(#[source] TransportError),
     /// The connection failed after the request may have been sent.
     #[error("the connection to Prefect failed")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] TransportError),
     /// No answer within the call timeout.
     #[error("Prefect did not answer within the timeout")]
     Timeout,
@@ -79,9 +82,9 @@ impl PrefectError {
         if e.is_timeout() {
             Self::Timeout
         } else if e.is_connect() {
-            Self::Connect(e)
+            Self::Connect(e.into())
         } else {
-            Self::Transport(e)
+            Self::Transport(e.into())
         }
     }
 }

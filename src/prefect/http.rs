@@ -1,15 +1,180 @@
-//! The HTTP client behind `PrefectClient`: one connection pool per thread.
+//! How a call reaches Prefect: `Transport` sends an `Outgoing` request and reads its whole
+//! `Answer`, on hyper's connections directly for a plain `http://` API (`direct.rs`), through
+//! reqwest otherwise (`https://`, credentials in the URL, a proxy in the environment).
 //!
-//! A pooled connection is driven by a task on the runtime that opened it. With one pool shared
-//! by every thread, a call from one actix worker often went out on a connection that the main
-//! thread (the deliverer, readiness) or the other worker had opened, so each call woke a second
-//! thread twice; profiled under load, the main thread drove more Prefect connections than
-//! either worker. A pool per thread keeps each call on the thread that makes it.
+//! reqwest's clients are one connection pool per thread. A pooled connection is driven by a
+//! task on the runtime that opened it. With one pool shared by every thread, a call from one
+//! actix worker often went out on a connection that the main thread (the deliverer, readiness)
+//! or the other worker had opened, so each call woke a second thread twice; profiled under
+//! load, the main thread drove more Prefect connections than either worker. A pool per thread
+//! keeps each call on the thread that makes it (the direct transport's pool does the same).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use actix_web::web::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+
+use super::direct::Direct;
+use super::PrefectError;
+
+pub(super) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// How long an idle connection to Prefect is kept, by either transport: under Prefect's own
+/// keep-alive (`server.api.keepalive_timeout`, 5 s). A call sent on a connection Prefect is
+/// closing fails without an answer, and costs an attempt.
+pub(super) const IDLE_FOR: Duration = Duration::from_secs(4);
+
+/// A call to Prefect as either transport sends it: a method, a URL under the API and a JSON
+/// body or none. Cheap to clone for another attempt.
+#[derive(Clone)]
+pub(super) struct Outgoing {
+    pub(super) method: Method,
+    pub(super) url: Url,
+    pub(super) body: Option<Bytes>,
+}
+
+impl Outgoing {
+    pub(super) fn get(url: Url) -> Self {
+        Self {
+            method: Method::GET,
+            url,
+            body: None,
+        }
+    }
+
+    pub(super) fn delete(url: Url) -> Self {
+        Self {
+            method: Method::DELETE,
+            url,
+            body: None,
+        }
+    }
+
+    /// A `POST` without a body.
+    pub(super) fn post(url: Url) -> Self {
+        Self {
+            method: Method::POST,
+            url,
+            body: None,
+        }
+    }
+
+    /// A `POST` of `body` as JSON, serialized once for every attempt.
+    pub(super) fn post_json(url: Url, body: &impl serde::Serialize) -> Result<Self, PrefectError> {
+        // Sized for a typical flow run.
+        let mut json = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut json, body).map_err(|e| {
+            PrefectError::Unexpected(format!("the request body does not serialize: {e}"))
+        })?;
+        Ok(Self {
+            method: Method::POST,
+            url,
+            body: Some(Bytes::from(json)),
+        })
+    }
+}
+
+/// Prefect's answer, its body read whole.
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    /// `Retry-After` in seconds, when present and readable.
+    pub(super) retry_after: Option<Duration>,
+    pub(super) body: Bytes,
+}
+
+impl Answer {
+    pub(super) fn new(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Self {
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Self {
+            status,
+            retry_after,
+            body,
+        }
+    }
+}
+
+/// Sends calls to one Prefect API.
+#[derive(Clone)]
+pub(super) struct Transport {
+    /// For a plain `http://` API with no proxy set.
+    direct: Option<Direct>,
+    reqwest: PerThreadHttp,
+}
+
+impl Transport {
+    pub(super) fn new(
+        base: &Url,
+        connect_timeout: Duration,
+        roots: &[reqwest::Certificate],
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            direct: if proxy_in_environment() {
+                None
+            } else {
+                Direct::new(base, connect_timeout)
+            },
+            reqwest: PerThreadHttp::new(connect_timeout, roots)?,
+        })
+    }
+
+    /// Sends `outgoing` and reads the whole answer within `timeout`.
+    pub(super) async fn exchange(
+        &self,
+        outgoing: &Outgoing,
+        auth: Option<&HeaderValue>,
+        timeout: Duration,
+    ) -> Result<Answer, PrefectError> {
+        let call = async {
+            match &self.direct {
+                Some(direct) => direct.exchange(outgoing, auth).await,
+                None => self.through_reqwest(outgoing, auth).await,
+            }
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or(Err(PrefectError::Timeout))
+    }
+
+    async fn through_reqwest(
+        &self,
+        outgoing: &Outgoing,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Answer, PrefectError> {
+        let mut request = self
+            .reqwest
+            .client()
+            .request(outgoing.method.clone(), outgoing.url.clone());
+        if let Some(body) = &outgoing.body {
+            request = request
+                .header(CONTENT_TYPE, APPLICATION_JSON)
+                .body(body.clone());
+        }
+        if let Some(auth) = auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = request.send().await.map_err(PrefectError::from_reqwest)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(PrefectError::from_reqwest)?;
+        Ok(Answer::new(status, &headers, body))
+    }
+}
+
+/// reqwest honours the proxy variables for `http://` URLs; with one set, every call goes
+/// through reqwest (and its `NO_PROXY` rules).
+fn proxy_in_environment() -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -20,7 +185,7 @@ thread_local! {
 
 /// Hands out this thread's `reqwest::Client`, built with the same settings on every thread.
 #[derive(Clone)]
-pub(super) struct PerThreadHttp {
+struct PerThreadHttp {
     id: u64,
     connect_timeout: Duration,
     /// CA certificates trusted besides the system's.
@@ -31,7 +196,7 @@ pub(super) struct PerThreadHttp {
 }
 
 impl PerThreadHttp {
-    pub(super) fn new(
+    fn new(
         connect_timeout: Duration,
         roots: &[reqwest::Certificate],
     ) -> Result<Self, reqwest::Error> {
@@ -45,7 +210,7 @@ impl PerThreadHttp {
     }
 
     /// This thread's client (a cheap handle on its pool).
-    pub(super) fn client(&self) -> reqwest::Client {
+    fn client(&self) -> reqwest::Client {
         CLIENTS.with(|clients| {
             let mut clients = clients.borrow_mut();
             if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
@@ -65,9 +230,7 @@ fn build(
 ) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        // Under Prefect's own keep-alive (`server.api.keepalive_timeout`, 5 s): a call sent on a
-        // connection Prefect is closing fails without an answer, and costs an attempt.
-        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_idle_timeout(IDLE_FOR)
         .redirect(reqwest::redirect::Policy::none())
         // `PrefectClient` retries itself; reqwest's own retry would copy every request first.
         .retry(reqwest::retry::never().max_retries_per_request(0))

@@ -2,6 +2,7 @@
 
 mod client;
 mod deployments;
+mod direct;
 mod dto;
 mod error;
 mod http;

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::client::{read_json, Patience, PrefectClient};
+use super::http::Outgoing;
 use super::metrics::Call;
 use super::retry::{retry, Deadline};
 use super::PrefectError;
@@ -28,9 +29,8 @@ impl PrefectClient {
         segments: &[&str],
         deadline: Deadline,
     ) -> Result<Value, PrefectError> {
-        let url = self.url(segments)?;
-        self.read_value(call, deadline, || self.http.client().get(url.clone()))
-            .await
+        let request = Outgoing::get(self.url(segments)?);
+        self.read_value(call, deadline, &request).await
     }
 
     /// `POST /flow_runs/filter`: runs of one deployment, newest first (by expected start time),
@@ -57,10 +57,9 @@ impl PrefectClient {
         }
         let body =
             json!({ "flow_runs": flow_runs, "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
+        let request = Outgoing::post_json(url, &body)?;
         let value = self
-            .read_value(Call::FilterFlowRuns, deadline, || {
-                self.http.client().post(url.clone()).json(&body)
-            })
+            .read_value(Call::FilterFlowRuns, deadline, &request)
             .await?;
         match value {
             Value::Array(runs) => Ok(runs),
@@ -83,38 +82,35 @@ impl PrefectClient {
         let body = json!({ "state": { "type": state_type, "name": state_name, "message": "cancelled through flowgate" } });
         // A state change is not blindly repeated: one attempt.
         let timeout = self.call_timeout.min(deadline.remaining());
-        let request = self.http.client().post(url).json(&body);
-        let response = self
+        let request = Outgoing::post_json(url, &body)?;
+        let answer = self
             .send(
                 Call::SetFlowRunState,
-                request,
+                &request,
                 timeout,
                 deadline,
                 Patience::UntilDeadline,
             )
             .await?;
-        read_json::<Value>(response).await
+        read_json::<Value>(&answer)
     }
 
     async fn read_value(
         &self,
         call: Call,
         deadline: Deadline,
-        request: impl Fn() -> reqwest::RequestBuilder,
+        request: &Outgoing,
     ) -> Result<Value, PrefectError> {
         let patience = Patience::UntilDeadline;
         let retried = retry(
             self.policy_for(patience),
             deadline,
             self.call_timeout,
-            |timeout| {
-                let request = request();
-                async move {
-                    let response = self
-                        .send(call, request, timeout, deadline, patience)
-                        .await?;
-                    read_json::<Value>(response).await
-                }
+            |timeout| async move {
+                let answer = self
+                    .send(call, request, timeout, deadline, patience)
+                    .await?;
+                read_json::<Value>(&answer)
             },
         )
         .await?;
