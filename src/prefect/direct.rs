@@ -221,3 +221,196 @@ impl Direct {
         Ok(sender)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, Notify};
+
+    use super::*;
+
+    /// A server that answers each request `{}` and keeps the connection until told to close
+    /// it; it reports each request's head and each connection it closed.
+    struct Server {
+        base: Url,
+        heads: mpsc::UnboundedReceiver<String>,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        close: Arc<Notify>,
+        closed: mpsc::UnboundedReceiver<()>,
+    }
+
+    async fn server() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/api", listener.local_addr().unwrap())).unwrap();
+        let (heads_tx, heads) = mpsc::unbounded_channel();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let close = Arc::new(Notify::new());
+        let (count, close_on) = (connections.clone(), close.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let (heads_tx, closed_tx, close_on) =
+                    (heads_tx.clone(), closed_tx.clone(), close_on.clone());
+                tokio::spawn(async move {
+                    answer_until_closed(stream, heads_tx, close_on).await;
+                    closed_tx.send(()).unwrap();
+                });
+            }
+        });
+        Server {
+            base,
+            heads,
+            connections,
+            close,
+            closed,
+        }
+    }
+
+    async fn answer_until_closed(
+        mut stream: TcpStream,
+        heads: mpsc::UnboundedSender<String>,
+        close: Arc<Notify>,
+    ) {
+        let mut buf = Vec::new();
+        loop {
+            tokio::select! {
+                read = read_head(&mut stream, &mut buf) => {
+                    let Some(head) = read else { return };
+                    heads.send(head).unwrap();
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await
+                        .unwrap();
+                }
+                () = close.notified() => return,
+            }
+        }
+    }
+
+    /// The next request's head (its body, if any, is read and dropped).
+    async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                while buf.len() < end + 4 + length {
+                    let mut more = [0; 4096];
+                    let n = stream.read(&mut more).await.ok()?;
+                    buf.extend_from_slice(&more[..n]);
+                }
+                buf.drain(..end + 4 + length);
+                return Some(head);
+            }
+            let mut more = [0; 4096];
+            match stream.read(&mut more).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&more[..n]),
+            }
+        }
+    }
+
+    fn get(base: &Url) -> Outgoing {
+        let mut url = base.clone();
+        url.path_segments_mut().unwrap().push("health");
+        Outgoing::get(url)
+    }
+
+    #[tokio::test]
+    async fn a_call_carries_its_target_host_body_and_credentials() {
+        let mut server = server().await;
+        let direct = Direct::new(&server.base, Duration::from_secs(1)).unwrap();
+        let mut url = server.base.clone();
+        url.path_segments_mut()
+            .unwrap()
+            .extend(["deployments", "a b", "create_flow_run"]);
+        let outgoing = Outgoing::post_json(url, &serde_json::json!({"name": "x"})).unwrap();
+        let auth = HeaderValue::from_static("Bearer t0ken");
+        let answer = direct.exchange(&outgoing, Some(&auth)).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(&answer.body[..], b"{}");
+        let head = server.heads.recv().await.unwrap();
+        let host = server.base.host_str().unwrap();
+        let port = server.base.port().unwrap();
+        assert!(
+            head.starts_with("post /api/deployments/a%20b/create_flow_run http/1.1\r\n"),
+            "{head}"
+        );
+        for line in [
+            format!("host: {host}:{port}"),
+            "content-type: application/json".into(),
+            "content-length: 12".into(),
+            "authorization: bearer t0ken".into(),
+        ] {
+            assert!(head.lines().any(|l| l == line), "{line} in {head}");
+        }
+        let plain = direct.exchange(&get(&server.base), None).await.unwrap();
+        assert_eq!(plain.status, 200);
+        let head = server.heads.recv().await.unwrap();
+        assert!(head.starts_with("get /api/health http/1.1\r\n"), "{head}");
+        assert!(!head.contains("authorization"), "{head}");
+        assert!(!head.contains("content-type"), "{head}");
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            1,
+            "the second call reuses the first one's connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_server_closed_is_replaced_and_the_call_made() {
+        let mut server = server().await;
+        let direct = Direct::new(&server.base, Duration::from_secs(1)).unwrap();
+        direct.exchange(&get(&server.base), None).await.unwrap();
+        server.close.notify_waiters();
+        server.closed.recv().await.unwrap();
+        let again = direct.exchange(&get(&server.base), None).await.unwrap();
+        assert_eq!(again.status, 200);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_too_long_is_not_used_again() {
+        let server = server().await;
+        let direct = Direct::new(&server.base, Duration::from_secs(1)).unwrap();
+        direct.exchange(&get(&server.base), None).await.unwrap();
+        IDLE.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            let (_, pool) = pools.iter_mut().find(|(id, _)| *id == direct.id).unwrap();
+            assert_eq!(pool.len(), 1);
+            pool[0].since = Instant::now() - IDLE_FOR;
+        });
+        direct.exchange(&get(&server.base), None).await.unwrap();
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = Url::parse(&format!("http://{}/api", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let direct = Direct::new(&base, Duration::from_secs(1)).unwrap();
+        let e = direct.exchange(&get(&base), None).await.unwrap_err();
+        assert!(matches!(e, PrefectError::Connect(_)), "{e:?}");
+    }
+
+    #[test]
+    fn only_a_plain_http_base_without_credentials_goes_direct() {
+        let direct = |url: &str| Direct::new(&Url::parse(url).unwrap(), Duration::from_secs(1));
+        assert!(direct("https://prefect.example/api").is_none());
+        assert!(direct("http://user:pass@prefect.example/api").is_none());
+        let named = direct("http://prefect.example/api").unwrap();
+        assert!(matches!(&named.peer, Peer::Name(name, 80) if name == "prefect.example"));
+        assert_eq!(named.host, "prefect.example");
+        let v6 = direct("http://[::1]:4200/api").unwrap();
+        assert!(matches!(v6.peer, Peer::Addr(addr) if addr == "[::1]:4200".parse().unwrap()));
+        assert_eq!(v6.host, "[::1]:4200");
+    }
+}

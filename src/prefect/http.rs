@@ -79,6 +79,7 @@ impl Outgoing {
 }
 
 /// Prefect's answer, its body read whole.
+#[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: StatusCode,
     /// `Retry-After` in seconds, when present and readable.
