@@ -211,9 +211,9 @@ impl PrefectClient {
         Ok(url)
     }
 
-    /// Takes a call slot (now, or waiting until the deadline), sends with the attempt's
-    /// timeout, tells the limit whether Prefect kept up, and counts and times the call (from
-    /// sending to the answer's status: the wait for a slot is not Prefect's time).
+    /// Takes a call slot (now, or waiting until the deadline), sends and reads the answer within
+    /// the attempt's timeout, tells the limit whether Prefect kept up, and counts and times the
+    /// call (from sending to the whole answer: the wait for a slot is not Prefect's time).
     pub(super) async fn send(
         &self,
         call: Call,
