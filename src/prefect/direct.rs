@@ -5,7 +5,7 @@
 //! that returns the connection to the pool). Measured against the benchmark's stand-in, a call
 //! cost 20–25 µs of CPU through reqwest and 10–14 µs here, the largest item left in a
 //! signup's profile. reqwest stays the transport for `https://`, for a base with credentials
-//! in it, and whenever a proxy is set in the environment (see `Transport::for_base`).
+//! in it, and whenever a proxy is set in the environment (see `Transport::new`).
 //!
 //! A connection is used by one call at a time and goes back to its thread's idle list once
 //! the answer's body is read; it is dropped after `IDLE_FOR` idle (under Prefect's own 5 s
@@ -103,14 +103,20 @@ impl Direct {
             };
             let response = match sender.try_send_request(request).await {
                 Ok(response) => response,
-                Err(mut e) => match e.take_message() {
-                    // Not sent: the pooled connection had closed. Another one, or a new one.
-                    Some(unsent) if pooled => {
-                        request = unsent;
-                        continue;
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    let error = e.into_error().into();
+                    match unsent {
+                        // Not sent: the pooled connection had closed. Another one, or a new one.
+                        Some(unsent) if pooled => {
+                            request = unsent;
+                            continue;
+                        }
+                        // Not sent on a new connection either: nothing reached Prefect.
+                        Some(_) => return Err(PrefectError::Connect(error)),
+                        None => return Err(PrefectError::Transport(error)),
                     }
-                    _ => return Err(PrefectError::Transport(e.into_error().into())),
-                },
+                }
             };
             let (parts, body) = response.into_parts();
             let body = body
