@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::header::HeaderValue;
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::dto::{DeploymentBody, DetailBody, FlowRunBody};
@@ -107,8 +107,10 @@ impl PrefectClient {
         deadline: Deadline,
         patience: Patience,
     ) -> Result<Deployment, PrefectError> {
-        let request =
-            Outgoing::get(self.url(&["deployments", "name", name.flow(), name.deployment()])?);
+        let request = Outgoing::new(
+            Method::GET,
+            self.url(&["deployments", "name", name.flow(), name.deployment()])?,
+        );
         let retried = retry(
             self.policy_for(patience),
             deadline,
@@ -187,7 +189,7 @@ impl PrefectClient {
 
     /// `GET /health`, bypassing the call cap: readiness must not queue behind traffic.
     pub async fn health(&self, timeout: Duration) -> Result<(), PrefectError> {
-        let request = Outgoing::get(self.url(&["health"])?);
+        let request = Outgoing::new(Method::GET, self.url(&["health"])?);
         let started = Instant::now();
         let result = self
             .http

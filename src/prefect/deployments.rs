@@ -3,6 +3,7 @@
 //! through the concurrency limit; each is idempotent in Prefect, so each is retried within the
 //! deadline.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{read_json, Patience, PrefectClient};
@@ -55,7 +56,7 @@ impl PrefectClient {
         } else {
             "resume_deployment"
         };
-        let request = Outgoing::post(self.url(&["deployments", id, action])?);
+        let request = Outgoing::new(Method::POST, self.url(&["deployments", id, action])?);
         self.manage(deadline, &request).await.map(drop)
     }
 
@@ -65,7 +66,7 @@ impl PrefectClient {
         id: &str,
         deadline: Deadline,
     ) -> Result<(), PrefectError> {
-        let request = Outgoing::delete(self.url(&["deployments", id])?);
+        let request = Outgoing::new(Method::DELETE, self.url(&["deployments", id])?);
         match self.manage(deadline, &request).await {
             Ok(_) | Err(PrefectError::NotFound) => Ok(()),
             Err(e) => Err(e),

@@ -27,7 +27,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 
-use super::http::{Answer, Outgoing, APPLICATION_JSON, IDLE_FOR};
+use super::http::{retry_after, Answer, Outgoing, APPLICATION_JSON, IDLE_FOR};
 use super::PrefectError;
 
 /// Idle connections kept per thread; more than the calls a thread has in flight is waste.
@@ -125,7 +125,11 @@ impl Direct {
                 .map_err(|e| PrefectError::Transport(e.into()))?
                 .to_bytes();
             self.checkin(sender);
-            return Ok(Answer::new(parts.status, &parts.headers, body));
+            return Ok(Answer {
+                status: parts.status,
+                retry_after: retry_after(&parts.headers),
+                body,
+            });
         }
     }
 
@@ -326,7 +330,7 @@ mod tests {
     fn get(base: &Url) -> Outgoing {
         let mut url = base.clone();
         url.path_segments_mut().unwrap().push("health");
-        Outgoing::get(url)
+        Outgoing::new(reqwest::Method::GET, url)
     }
 
     #[tokio::test]

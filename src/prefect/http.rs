@@ -38,26 +38,10 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    pub(super) fn get(url: Url) -> Self {
+    /// A request without a body.
+    pub(super) fn new(method: Method, url: Url) -> Self {
         Self {
-            method: Method::GET,
-            url,
-            body: None,
-        }
-    }
-
-    pub(super) fn delete(url: Url) -> Self {
-        Self {
-            method: Method::DELETE,
-            url,
-            body: None,
-        }
-    }
-
-    /// A `POST` without a body.
-    pub(super) fn post(url: Url) -> Self {
-        Self {
-            method: Method::POST,
+            method,
             url,
             body: None,
         }
@@ -82,24 +66,18 @@ impl Outgoing {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: StatusCode,
-    /// `Retry-After` in seconds, when present and readable.
+    /// `Retry-After` (`retry_after`).
     pub(super) retry_after: Option<Duration>,
     pub(super) body: Bytes,
 }
 
-impl Answer {
-    pub(super) fn new(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Self {
-        let retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        Self {
-            status,
-            retry_after,
-            body,
-        }
-    }
+/// `Retry-After` in seconds, when present and readable.
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Sends calls to one Prefect API.
@@ -162,10 +140,13 @@ impl Transport {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         let response = request.send().await.map_err(PrefectError::from_reqwest)?;
-        let status = response.status();
-        let headers = response.headers().clone();
+        let (status, retry_after) = (response.status(), retry_after(response.headers()));
         let body = response.bytes().await.map_err(PrefectError::from_reqwest)?;
-        Ok(Answer::new(status, &headers, body))
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! values (flowgate shapes the answer), each call through the concurrency limit, reads retried
 //! within the deadline.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{read_json, Patience, PrefectClient};
@@ -29,7 +30,7 @@ impl PrefectClient {
         segments: &[&str],
         deadline: Deadline,
     ) -> Result<Value, PrefectError> {
-        let request = Outgoing::get(self.url(segments)?);
+        let request = Outgoing::new(Method::GET, self.url(segments)?);
         self.read_value(call, deadline, &request).await
     }
 
