@@ -225,6 +225,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retry_after_is_read_in_whole_seconds_or_not_at_all() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+            retry_after(&headers)
+        };
+        assert_eq!(with(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(with("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
     fn each_thread_gets_its_own_client_and_keeps_it() {
         let http = PerThreadHttp::new(Duration::from_secs(1), &[]).unwrap();
         let here = http.client();
