@@ -7,7 +7,7 @@ HEADER_FILE: lines printed above the table (machine, versions, settings).
 ROWS_TSV: one scenario per line, tab-separated raw numbers (empty = not measured):
     label requests seconds p50_us p99_us unexpected cpu_us rss_kb log_bytes notes ceiling
 The first row is the ceiling. A row's ratio is its req/s over its own ceiling (req/s, measured
-around its load) when it has one, else over the first row's.
+in slices alternating with its load) when it has one, else over the first row's.
 """
 
 import sys
@@ -77,8 +77,9 @@ def markdown_table(table):
 
 LEGEND = ("unexpected = answers outside the expected class (2xx; 4xx for invalid) plus socket "
           "errors and timeouts; CPU, RSS (peak) and log are flowgate's own, over the load; "
-          "ratio = req/s over the ceiling's in this run: the mean of the ceiling measured right "
-          "before and right after the row's load (in its notes), or the first row's.")
+          "ratio = req/s over the ceiling's in this run: the load ran in short slices alternating "
+          "with the ceiling's, and each slice counts against the mean of the ceiling slices "
+          "either side of it (their range is in the notes); the first row's when a load has none.")
 
 
 def main():

@@ -2,6 +2,8 @@
 -- counts answers by status and by body "status" (created / queued / duplicate), spreads clients
 -- over many addresses, and prints one machine-readable line that scripts/bench parses:
 --   BENCH requests=… duration_us=… p50_us=… p99_us=… errors_…=… status_202=… body_queued=…
+-- and, when BENCH_HIST names a file, writes the whole latency histogram there ("µs count" per
+-- line), so scripts/bench can take exact percentiles over several runs (the slices of a load).
 local M = {}
 
 -- Main state: every thread, to read its counters in done().
@@ -60,7 +62,22 @@ function M.install()
       table.insert(out, string.format("body_%s=%d", kind, n))
     end
     io.write(table.concat(out, " ") .. "\n")
+    M.write_histogram(latency)
   end
+end
+
+-- Every distinct latency (µs) with its count, to the file BENCH_HIST names (when set).
+function M.write_histogram(latency)
+  local path = os.getenv("BENCH_HIST")
+  if not path or path == "" then
+    return
+  end
+  local file = assert(io.open(path, "w"))
+  for i = 1, #latency do
+    local value, count = latency(i)
+    file:write(string.format("%d %d\n", value, count))
+  end
+  file:close()
 end
 
 -- The n-th client address of thread `id`: 10.id.x.y, 16,384 per thread, so each address stays
