@@ -8,8 +8,9 @@ use actix_web::http::header::HeaderName;
 use regex::Regex;
 use serde_json::{Number, Value};
 
+use super::email::is_valid_email;
 use crate::pipeline::path::BodyPath;
-use validator::{ValidateEmail, ValidateLength, ValidateRange, ValidateUrl};
+use validator::{ValidateLength, ValidateRange, ValidateUrl};
 
 /// The type of an input field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +185,7 @@ impl FieldRule {
             FieldKind::Boolean => Cow::Owned(Value::Bool(boolean(raw)?)),
             FieldKind::Email => {
                 let s = self.text(raw)?.trim();
-                if !s.validate_email() {
+                if !is_valid_email(s) {
                     return Err(Cow::Borrowed("must be a valid email address"));
                 }
                 trimmed(raw, s)

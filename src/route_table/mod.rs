@@ -4,6 +4,7 @@ mod auth;
 mod compile;
 mod compile_field;
 mod cors;
+mod email;
 mod field;
 #[cfg(test)]
 mod field_props;
