@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::domain::IdempotencyKeyError;
 use crate::error::GatewayError;
 use crate::outbox::Outcome;
-use crate::pipeline::body::read_body;
+use crate::pipeline::body::{discard_body, read_body};
 use crate::pipeline::client::{check_allowed, client_ip};
 use crate::pipeline::cors;
 use crate::pipeline::dedup::delivery_key;
@@ -155,10 +155,17 @@ async fn handle(
     request_id: &RequestId,
     progress: &mut Progress,
 ) -> Result<(HttpResponse, RequestNote), GatewayError> {
-    check_client(state.client_limiter.as_deref(), client)?;
-    let route = route.map_err(GatewayError::clone)?;
-    check_allowed(route, client)?;
-    let kind = content_kind(route, req.headers())?;
+    let early = check_client(state.client_limiter.as_deref(), client)
+        .and_then(|()| route.map_err(GatewayError::clone))
+        .and_then(|route| check_allowed(route, client).map(|()| route))
+        .and_then(|route| Ok((route, content_kind(route, req.headers())?)));
+    let (route, kind) = match early {
+        Ok(checked) => checked,
+        Err(e) => {
+            discard_body(req.headers(), payload, state.body_timeout).await;
+            return Err(e);
+        }
+    };
     // Kept where the rejection log finds it, and borrowed from there: a copy of the body's
     // handle would allocate a shared count.
     let body: &Bytes = progress.body.insert(

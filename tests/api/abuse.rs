@@ -285,3 +285,72 @@ async fn a_filled_honeypot_gets_the_usual_202_and_starts_nothing() {
     assert_eq!(body["status"], "created");
     assert!(uuid::Uuid::parse_str(body["flow_run_id"].as_str().unwrap()).is_ok());
 }
+
+/// Writes `request` on `stream` and reads one answer's head: its status line and headers,
+/// lowercased. Empty when the server has closed the connection.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    // The body: its declared length, read whole so the next answer starts clean.
+    if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.unwrap();
+    }
+    head
+}
+
+#[tokio::test]
+async fn a_request_refused_before_its_body_is_read_keeps_the_connection() {
+    let prefect = happy_prefect(0).await;
+    let mut settings = default_settings(&format!("{}/api", prefect.uri()));
+    settings.limits.per_ip = Some(LimitSettings {
+        per_minute: 1,
+        burst: 1,
+    });
+    let app = spawn_app(settings).await;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let post = |route: &str, body: &str| {
+        format!(
+            "POST /hooks/{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The one token goes to a request that fails its field rules (422, body read).
+    let first = exchange(&mut stream, &post(ROUTE, "{}")).await;
+    assert!(first.starts_with("http/1.1 422"), "{first}");
+    // Refused by the address's limit, before the body was needed: each answered on the same
+    // connection, left open (the limit comes first, whatever the route).
+    for request in [
+        post(ROUTE, r#"{"email":"a@example.com"}"#),
+        post("no-such-route", r#"{"a":1}"#),
+        post(ROUTE, "{}"),
+    ] {
+        let head = exchange(&mut stream, &request).await;
+        assert!(
+            head.starts_with("http/1.1 429"),
+            "expected 429 on the open connection, got {head:?}"
+        );
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    // A body too large to drain is left unread: that answer closes the connection.
+    let huge = "x".repeat(flowgate::pipeline::body::DISCARDED_BODY_BYTES + 1);
+    let head = exchange(&mut stream, &post(ROUTE, &huge)).await;
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(exchange(&mut stream, &post(ROUTE, "{}")).await, "");
+}
