@@ -1,7 +1,7 @@
 //! The `email` field type's check: validator's rule, with a fast path for the common address.
 //!
 //! validator's `validate_email` matches two regular expressions per address (a domain pattern
-//! with `{0,61}` repetitions among them) and costs about 2.5 µs, more than the rest of a
+//! with `{0,61}` repetitions among them) and costs 2.3–2.5 µs, more than the rest of a
 //! signup's field rules together. An address of plain ASCII (`jo.ann+x@mail.example.com`) is
 //! accepted here by a byte scan of the same rule; anything else (an IDN domain, an address
 //! literal, any address the scan does not accept) gets validator's verdict, so the answer is
