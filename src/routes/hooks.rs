@@ -27,7 +27,7 @@ use crate::pipeline::verify::{unix_now, verify};
 use crate::rejections::Incoming;
 use crate::request_id::{note_request, RequestId};
 use crate::request_log::RequestNote;
-use crate::route_table::{IgnoredReason, Route};
+use crate::route_table::{ContentKind, IgnoredReason, Route};
 use crate::state::AppState;
 
 /// Built once: a `&str` name is built (and allocated) anew for every lookup.
@@ -155,11 +155,7 @@ async fn handle(
     request_id: &RequestId,
     progress: &mut Progress,
 ) -> Result<(HttpResponse, RequestNote), GatewayError> {
-    let early = check_client(state.client_limiter.as_deref(), client)
-        .and_then(|()| route.map_err(GatewayError::clone))
-        .and_then(|route| check_allowed(route, client).map(|()| route))
-        .and_then(|route| Ok((route, content_kind(route, req.headers())?)));
-    let (route, kind) = match early {
+    let (route, kind) = match checks_before_body(route, client, req.headers(), state) {
         Ok(checked) => checked,
         Err(e) => {
             discard_body(req.headers(), payload, state.body_timeout).await;
@@ -205,6 +201,20 @@ async fn handle(
         None => Box::pin(request.run(state, None)).await?,
     };
     Ok(noted_answer(run, request_id))
+}
+
+/// The checks that need no body, cheapest first: the address's rate, the route, its address
+/// allow-list, its content types. The route and the body's encoding when they pass.
+fn checks_before_body<'r>(
+    route: Result<&'r Arc<Route>, &GatewayError>,
+    client: Option<IpAddr>,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<(&'r Arc<Route>, ContentKind), GatewayError> {
+    check_client(state.client_limiter.as_deref(), client)?;
+    let route = route.map_err(GatewayError::clone)?;
+    check_allowed(route, client)?;
+    Ok((route, content_kind(route, headers)?))
 }
 
 /// Runs a stored request again, from after authentication (an admin replay): parse, rules,
