@@ -358,7 +358,7 @@ fn check_deployments(settings: &Settings, issues: &mut Vec<ConfigIssue>) {
         for e in desired.check() {
             issues.push(ConfigIssue {
                 path: format!("{at}.{}", e.field),
-                message: e.message.into_owned(),
+                message: e.message.to_string(),
             });
         }
     }

@@ -9,6 +9,7 @@ use regex::Regex;
 use serde_json::{Number, Value};
 
 use super::email::is_valid_email;
+use crate::domain::ShortText;
 use crate::pipeline::path::BodyPath;
 use validator::{ValidateLength, ValidateRange, ValidateUrl};
 
@@ -94,12 +95,12 @@ pub enum FieldSource {
 
 impl FieldSource {
     /// How errors name the field: its key, its path, or `header <Name>`.
-    pub fn label(&self) -> Box<str> {
+    pub fn label(&self) -> ShortText {
         match self {
-            Self::Key(k) => Box::from(&**k),
+            Self::Key(k) => ShortText::from(&**k),
             Self::Path(p) => p.to_string().into(),
             Self::Header(h) => format!("header {h}").into(),
-            Self::Body => "body".into(),
+            Self::Body => ShortText::fixed("body"),
         }
     }
 }
@@ -107,8 +108,8 @@ impl FieldSource {
 /// Largest serialized size of an `object` field's value unless `max_bytes` says otherwise.
 pub const DEFAULT_OBJECT_MAX_BYTES: usize = 64 * 1024;
 
-/// What a sender is told about a bad value: fixed text borrowed, bounds formatted.
-pub type Message = Cow<'static, str>;
+/// What a sender is told about a bad value: fixed text borrowed, bounds formatted once.
+pub type Message = ShortText;
 
 /// A checked field rule, built only by `route_table::compile`.
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ pub struct RuleMessages {
 
 /// The message kept in `cell`, made by `make` the first time.
 fn kept(cell: &OnceLock<Box<str>>, make: impl FnOnce() -> String) -> Message {
-    Cow::Owned(cell.get_or_init(|| make().into()).to_string())
+    ShortText::from(&**cell.get_or_init(|| make().into()))
 }
 
 impl FieldRule {
@@ -186,14 +187,14 @@ impl FieldRule {
             FieldKind::Email => {
                 let s = self.text(raw)?.trim();
                 if !is_valid_email(s) {
-                    return Err(Cow::Borrowed("must be a valid email address"));
+                    return Err(ShortText::fixed("must be a valid email address"));
                 }
                 trimmed(raw, s)
             }
             FieldKind::Url => {
                 let s = self.text(raw)?.trim();
                 if !s.validate_url() {
-                    return Err(Cow::Borrowed("must be a valid URL"));
+                    return Err(ShortText::fixed("must be a valid URL"));
                 }
                 trimmed(raw, s)
             }
@@ -208,12 +209,13 @@ impl FieldRule {
             }
             FieldKind::Uuid => {
                 let s = self.text(raw)?.trim();
-                let id = uuid::Uuid::parse_str(s).map_err(|_| Cow::Borrowed("must be a UUID"))?;
+                let id =
+                    uuid::Uuid::parse_str(s).map_err(|_| ShortText::fixed("must be a UUID"))?;
                 Cow::Owned(Value::String(id.hyphenated().to_string()))
             }
             FieldKind::Object => {
                 if !raw.is_object() {
-                    return Err(Cow::Borrowed("must be an object"));
+                    return Err(ShortText::fixed("must be an object"));
                 }
                 if serialized_len(raw) > self.max_bytes {
                     return Err(format!("must be at most {} bytes as JSON", self.max_bytes).into());
@@ -226,7 +228,7 @@ impl FieldRule {
     }
 
     fn text<'v>(&self, raw: &'v Value) -> Result<&'v str, Message> {
-        raw.as_str().ok_or(Cow::Borrowed("must be a string"))
+        raw.as_str().ok_or(ShortText::fixed("must be a string"))
     }
 
     fn check_bounds(&self, value: &Value) -> Result<(), Message> {
@@ -245,7 +247,7 @@ impl FieldRule {
             }
             if let Some(pattern) = &self.pattern {
                 if !pattern.is_match(s) {
-                    return Err(Cow::Borrowed("does not match the required pattern"));
+                    return Err(ShortText::fixed("does not match the required pattern"));
                 }
             }
         }
@@ -290,9 +292,9 @@ fn integer(raw: &Value) -> Result<i64, Message> {
                     .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                     .map(|f| f as i64)
             })
-            .ok_or(Cow::Borrowed(MSG)),
-        Value::String(s) => s.trim().parse::<i64>().map_err(|_| Cow::Borrowed(MSG)),
-        _ => Err(Cow::Borrowed(MSG)),
+            .ok_or(ShortText::fixed(MSG)),
+        Value::String(s) => s.trim().parse::<i64>().map_err(|_| ShortText::fixed(MSG)),
+        _ => Err(ShortText::fixed(MSG)),
     }
 }
 
@@ -308,9 +310,9 @@ fn number(raw: &Value) -> Result<Number, Message> {
             s.parse::<f64>()
                 .ok()
                 .and_then(Number::from_f64)
-                .ok_or(Cow::Borrowed(MSG))
+                .ok_or(ShortText::fixed(MSG))
         }
-        _ => Err(Cow::Borrowed(MSG)),
+        _ => Err(ShortText::fixed(MSG)),
     }
 }
 
@@ -321,9 +323,9 @@ fn boolean(raw: &Value) -> Result<bool, Message> {
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "on" | "yes" => Ok(true),
             "false" | "0" | "off" | "no" => Ok(false),
-            _ => Err(Cow::Borrowed(MSG)),
+            _ => Err(ShortText::fixed(MSG)),
         },
-        _ => Err(Cow::Borrowed(MSG)),
+        _ => Err(ShortText::fixed(MSG)),
     }
 }
 

@@ -1,0 +1,181 @@
+//! Text that is usually short, held inline: a 422's field names and messages. A flood of
+//! rejected forms builds a dozen of each per request; as `String`s each was an allocation and a
+//! free, a fifth of a rejected request's allocations. A fixed message is borrowed, a name or
+//! message of up to [`INLINE`] bytes is copied into the value, only a longer one is boxed.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Serialize, Serializer};
+
+/// The longest text held inline (the value is 40 bytes, as a `String` and a tag would be).
+pub const INLINE: usize = 38;
+
+#[derive(Clone)]
+pub struct ShortText(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Fixed(&'static str),
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Boxed(Box<str>),
+}
+
+impl ShortText {
+    /// Borrows a fixed text.
+    pub const fn fixed(text: &'static str) -> Self {
+        Self(Repr::Fixed(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Fixed(text) => text,
+            // Copied whole from a `&str`, so always UTF-8; checked again without `unsafe`.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Boxed(text) => text,
+        }
+    }
+}
+
+impl From<&str> for ShortText {
+    fn from(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Self(Repr::Inline { len, bytes })
+            }
+            _ => Self(Repr::Boxed(text.into())),
+        }
+    }
+}
+
+impl From<String> for ShortText {
+    fn from(text: String) -> Self {
+        if text.len() <= INLINE {
+            Self::from(text.as_str())
+        } else {
+            Self(Repr::Boxed(text.into_boxed_str()))
+        }
+    }
+}
+
+impl From<Box<str>> for ShortText {
+    fn from(text: Box<str>) -> Self {
+        Self(Repr::Boxed(text))
+    }
+}
+
+impl From<Cow<'static, str>> for ShortText {
+    fn from(text: Cow<'static, str>) -> Self {
+        match text {
+            Cow::Borrowed(text) => Self::fixed(text),
+            Cow::Owned(text) => Self::from(text),
+        }
+    }
+}
+
+impl Deref for ShortText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for ShortText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ShortText {}
+
+impl PartialEq<str> for ShortText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ShortText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for ShortText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ShortText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ShortText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind(t: &ShortText) -> &'static str {
+        match t.0 {
+            Repr::Fixed(_) => "fixed",
+            Repr::Inline { .. } => "inline",
+            Repr::Boxed(_) => "boxed",
+        }
+    }
+
+    #[test]
+    fn short_text_is_inline_long_text_boxed_fixed_text_borrowed() {
+        let at_limit = "a".repeat(INLINE);
+        let over = "a".repeat(INLINE + 1);
+        assert_eq!(kind(&ShortText::from("")), "inline");
+        assert_eq!(kind(&ShortText::from(at_limit.as_str())), "inline");
+        assert_eq!(kind(&ShortText::from(at_limit.clone())), "inline");
+        assert_eq!(kind(&ShortText::from(over.as_str())), "boxed");
+        assert_eq!(kind(&ShortText::from(over.clone())), "boxed");
+        assert_eq!(kind(&ShortText::fixed("is required")), "fixed");
+        assert_eq!(
+            kind(&ShortText::from(Cow::Borrowed("is required"))),
+            "fixed"
+        );
+        assert_eq!(&*ShortText::from(at_limit.as_str()), at_limit);
+        assert_eq!(&*ShortText::from(over.as_str()), over);
+        assert_eq!(std::mem::size_of::<ShortText>(), 40);
+    }
+
+    #[test]
+    fn it_compares_prints_and_serializes_as_its_text() {
+        let t = ShortText::from("weakest_system_1");
+        assert_eq!(t, ShortText::fixed("weakest_system_1"));
+        assert_eq!(t, "weakest_system_1");
+        assert_eq!(
+            format!("{t} {t:?}"),
+            "weakest_system_1 \"weakest_system_1\""
+        );
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"weakest_system_1\"");
+    }
+
+    proptest! {
+        /// Any text, multi-byte characters at the inline limit included, comes back unchanged.
+        #[test]
+        fn any_text_round_trips(text in ".{0,60}") {
+            let borrowed = ShortText::from(text.as_str());
+            let owned = ShortText::from(text.clone());
+            prop_assert_eq!(borrowed.as_str(), text.as_str());
+            prop_assert_eq!(owned.as_str(), text.as_str());
+        }
+    }
+}
