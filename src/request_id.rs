@@ -1,6 +1,7 @@
 //! A request id on every request: taken from a well-formed incoming `X-Request-Id` (set by
 //! nginx) or made fresh, carried in a tracing span, and echoed on every response.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::{ready, Ready};
 use std::time::Instant;
@@ -100,16 +101,32 @@ impl FromRequest for RequestId {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().copied();
-        ready(Ok(id.unwrap_or_else(RequestId::new)))
+        ready(Ok(RequestId::of(req)))
     }
 }
 
-/// Hands a handler's note to the request's one log line through the request's extensions: a
-/// pooled request keeps their table between requests, where a response's extensions are new
-/// each time (a table and a box per answer). A note left on the response is read too.
+impl RequestId {
+    /// The id the middleware gave `req` (a fresh one outside it).
+    pub fn of(req: &HttpRequest) -> Self {
+        let id = req.extensions().get::<RequestScope>().map(|scope| scope.id);
+        id.unwrap_or_else(RequestId::new)
+    }
+}
+
+/// What the middleware and the handler share per request, as one entry of the request's
+/// extensions: each entry is a box of its own, and the request's table is new per request.
+struct RequestScope {
+    id: RequestId,
+    /// The handler's note for the request's line (see [`note_request`]).
+    note: Cell<Option<RequestNote>>,
+}
+
+/// Hands a handler's note to the request's one log line, beside the request's id. A note left
+/// on the response (an answer built away from its request) is read too.
 pub fn note_request(req: &HttpRequest, note: RequestNote) {
-    req.extensions_mut().insert(note);
+    if let Some(scope) = req.extensions().get::<RequestScope>() {
+        scope.note.set(Some(note));
+    }
 }
 
 /// Middleware: assigns the id, wraps the request in a span (for the inner stages' debug
@@ -124,7 +141,10 @@ pub async fn request_id_middleware(
         .get(&REQUEST_ID_HEADER)
         .and_then(RequestId::from_incoming)
         .unwrap_or_else(RequestId::new);
-    req.extensions_mut().insert(id);
+    req.extensions_mut().insert(RequestScope {
+        id,
+        note: Cell::new(None),
+    });
     let method = req.method().clone();
     let span = tracing::debug_span!("request", request_id = %id);
     let started = Instant::now();
@@ -134,7 +154,11 @@ pub async fn request_id_middleware(
     }
     let status = response.status().as_u16();
     // Taken, not copied: this middleware is the note's last reader.
-    let noted = response.request().extensions_mut().remove::<RequestNote>();
+    let noted = response
+        .request()
+        .extensions()
+        .get::<RequestScope>()
+        .and_then(|scope| scope.note.take());
     let note = noted
         .or_else(|| {
             response

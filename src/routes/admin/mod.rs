@@ -87,12 +87,7 @@ impl FromRequest for Authorized {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        use actix_web::HttpMessage;
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(RequestId::fresh);
+        let request_id = RequestId::of(req);
         let admin = req.app_data::<web::Data<AdminPort>>();
         let token = req.app_data::<web::Data<AdminToken>>();
         let checked = match (admin, token) {

@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use secrecy::SecretString;
 
@@ -62,10 +62,7 @@ pub fn gate(req: &HttpRequest) -> Result<SecretString, Refused> {
 }
 
 pub fn request_id(req: &HttpRequest) -> RequestId {
-    req.extensions()
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(RequestId::fresh)
+    RequestId::of(req)
 }
 
 /// A rendered template as an HTML answer.
