@@ -94,12 +94,6 @@ impl PartialEq for ShortText {
 
 impl Eq for ShortText {}
 
-impl PartialEq<str> for ShortText {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for ShortText {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
