@@ -4,8 +4,12 @@
 use serde_json::Value;
 
 use super::spec::DesiredDeployment;
+use super::stale_runs::remove_stale;
 use crate::domain::DeploymentRef;
 use crate::prefect::{Call, Deadline, PrefectClient, PrefectError};
+
+/// The change named when runs of a replaced schedule were removed.
+pub const SCHEDULED_RUNS: &str = "scheduled_runs";
 
 /// What applying found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +58,8 @@ pub fn plan(desired: &DesiredDeployment, actual: Option<&Value>) -> Option<Vec<&
 }
 
 /// Makes Prefect hold `desired` for `name`: the flow made if missing, the deployment upserted
-/// only if it differs, its scheduled runs made now (or dropped, when paused).
+/// only if it differs, its scheduled runs made now (or dropped, when paused), and runs left
+/// from a replaced schedule removed (`scheduled_runs` among the changes when there were some).
 pub async fn apply(
     prefect: &PrefectClient,
     name: &DeploymentRef,
@@ -62,22 +67,32 @@ pub async fn apply(
     deadline: Deadline,
 ) -> Result<Applied, PrefectError> {
     let current = actual(prefect, name, deadline).await?;
-    let Some(changed) = plan(desired, current.as_ref()) else {
-        let id = current
-            .as_ref()
-            .and_then(|d| d["id"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        return Ok(Applied::Unchanged { id });
+    let Some(mut changed) = plan(desired, current.as_ref()) else {
+        let Some(held) = current else {
+            return Err(PrefectError::Unexpected("no deployment to compare".into()));
+        };
+        let id = held["id"].as_str().unwrap_or_default().to_owned();
+        if remove_stale(prefect, &held, deadline).await? == 0 {
+            return Ok(Applied::Unchanged { id });
+        }
+        return Ok(Applied::Written {
+            id,
+            created: false,
+            changed: vec![SCHEDULED_RUNS],
+        });
     };
     let flow_id = prefect.ensure_flow(name.flow(), deadline).await?;
-    let id = prefect
+    let (id, mut written) = prefect
         .upsert_deployment(&desired.prefect_body(name, &flow_id), deadline)
         .await?;
     if desired.paused {
         prefect.set_paused(&id, true, deadline).await?;
+        written["paused"] = Value::Bool(true);
     } else if desired.schedules.iter().any(|s| s.active) {
         prefect.schedule_runs(&id, deadline).await?;
+    }
+    if remove_stale(prefect, &written, deadline).await? > 0 && current.is_some() {
+        changed.push(SCHEDULED_RUNS);
     }
     Ok(Applied::Written {
         id,

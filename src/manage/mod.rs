@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod reconciler;
 pub mod spec;
+pub mod stale_runs;
 
 pub use reconciler::{Manager, SyncEvent};
 pub use spec::{DesiredDeployment, ScheduleSpec};

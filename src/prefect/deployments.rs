@@ -25,15 +25,16 @@ impl PrefectClient {
     }
 
     /// `POST /deployments/`: creates, or replaces the deployment of that flow and name (its
-    /// auto-scheduled runs are dropped by Prefect); its id.
+    /// auto-scheduled runs are dropped by Prefect); the deployment as Prefect now holds it,
+    /// with its id.
     pub async fn upsert_deployment(
         &self,
         body: &Value,
         deadline: Deadline,
-    ) -> Result<String, PrefectError> {
+    ) -> Result<(String, Value), PrefectError> {
         let request = Outgoing::post_json(self.url(&["deployments", ""])?, body)?;
         let d = self.manage(deadline, &request).await?;
-        id_of(&d)
+        Ok((id_of(&d)?, d))
     }
 
     /// `POST /deployments/{id}/schedule`: Prefect's scheduler makes the runs its active
@@ -67,6 +68,48 @@ impl PrefectClient {
         deadline: Deadline,
     ) -> Result<(), PrefectError> {
         let request = Outgoing::new(Method::DELETE, self.url(&["deployments", id])?);
+        match self.manage(deadline, &request).await {
+            Ok(_) | Err(PrefectError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /flow_runs/filter`: the deployment's runs that Prefect's scheduler made (tagged
+    /// `auto-scheduled`) and that wait in state `Scheduled`, latest first, at most `limit`,
+    /// expected to start at or before a time except some runs (the page before's last ones).
+    pub async fn auto_scheduled_runs(
+        &self,
+        deployment_id: &str,
+        before: Option<(&str, &[String])>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<Value>, PrefectError> {
+        let mut flow_runs = json!({
+            "deployment_id": { "any_": [deployment_id] },
+            "state": { "type": { "any_": ["SCHEDULED"] }, "name": { "any_": ["Scheduled"] } },
+            "tags": { "all_": ["auto-scheduled"] },
+        });
+        if let Some((time, shown)) = before {
+            flow_runs["expected_start_time"] = json!({ "before_": time });
+            flow_runs["id"] = json!({ "not_any_": shown });
+        }
+        let body =
+            json!({ "flow_runs": flow_runs, "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
+        let request = Outgoing::post_json(self.url(&["flow_runs", "filter"])?, &body)?;
+        match self
+            .read_value(Call::FilterFlowRuns, deadline, &request)
+            .await?
+        {
+            Value::Array(runs) => Ok(runs),
+            _ => Err(PrefectError::Unexpected(
+                "the run filter did not answer a list".into(),
+            )),
+        }
+    }
+
+    /// `DELETE /flow_runs/{id}`; a run already gone is done.
+    pub async fn delete_flow_run(&self, id: &str, deadline: Deadline) -> Result<(), PrefectError> {
+        let request = Outgoing::new(Method::DELETE, self.url(&["flow_runs", id])?);
         match self.manage(deadline, &request).await {
             Ok(_) | Err(PrefectError::NotFound) => Ok(()),
             Err(e) => Err(e),

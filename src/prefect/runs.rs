@@ -96,7 +96,7 @@ impl PrefectClient {
         read_json::<Value>(&answer)
     }
 
-    async fn read_value(
+    pub(super) async fn read_value(
         &self,
         call: Call,
         deadline: Deadline,
