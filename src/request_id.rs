@@ -11,6 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use arrayvec::ArrayString;
 use tracing::Instrument;
 use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
 use uuid::Timestamp;
@@ -35,12 +36,9 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const MAX_ID: usize = 64;
 
 /// Held inline: a fresh id allocates nothing, and the middleware, the handler and an error
-/// answer each keep a copy of a few bytes.
+/// answer each keep a copy of a few bytes; read as text without checking it again.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct RequestId {
-    len: u8,
-    text: [u8; MAX_ID],
-}
+pub struct RequestId(ArrayString<MAX_ID>);
 
 impl RequestId {
     /// A fresh id (a UUIDv7), for work no request started (an admin replay).
@@ -49,38 +47,31 @@ impl RequestId {
     }
 
     fn new() -> Self {
-        let mut text = [0u8; MAX_ID];
-        let len = uuid_v7()
-            .hyphenated()
-            .encode_lower(&mut text[..uuid::fmt::Hyphenated::LENGTH])
-            .len();
-        Self {
-            len: len as u8,
-            text,
-        }
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid_v7().hyphenated().encode_lower(&mut buffer);
+        let mut id = ArrayString::new();
+        // 36 characters always fit in 64.
+        let _ = id.try_push_str(text);
+        Self(id)
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.
     fn from_incoming(value: &HeaderValue) -> Option<Self> {
         let bytes = value.as_bytes();
         let ok = !bytes.is_empty()
-            && bytes.len() <= MAX_ID
             && bytes
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        ok.then(|| {
-            let mut text = [0u8; MAX_ID];
-            text[..bytes.len()].copy_from_slice(bytes);
-            Self {
-                len: bytes.len() as u8,
-                text,
-            }
-        })
+        if !ok {
+            return None;
+        }
+        // ASCII, so text; longer than 64 is refused here.
+        let text = std::str::from_utf8(bytes).ok()?;
+        ArrayString::from(text).ok().map(Self)
     }
 
     pub fn as_str(&self) -> &str {
-        // Always ASCII (a UUID, or checked by `from_incoming`).
-        std::str::from_utf8(&self.text[..usize::from(self.len)]).unwrap_or_default()
+        self.0.as_str()
     }
 }
 
@@ -193,4 +184,34 @@ pub async fn request_id_middleware(
         );
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(text: &str) -> Option<String> {
+        let value = HeaderValue::from_str(text).ok()?;
+        RequestId::from_incoming(&value).map(|id| id.as_str().to_owned())
+    }
+
+    #[test]
+    fn a_fresh_id_is_a_hyphenated_uuid_v7() {
+        let id = RequestId::fresh();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(id.as_str(), parsed.hyphenated().to_string());
+        assert_ne!(RequestId::fresh(), id);
+    }
+
+    #[test]
+    fn an_incoming_id_is_kept_only_if_short_and_plain() {
+        let longest = "a".repeat(MAX_ID);
+        assert_eq!(incoming(&longest).as_deref(), Some(longest.as_str()));
+        assert_eq!(incoming("nginx-1.2_3").as_deref(), Some("nginx-1.2_3"));
+        assert_eq!(incoming(&"a".repeat(MAX_ID + 1)), None);
+        assert_eq!(incoming(""), None);
+        assert_eq!(incoming("a b"), None);
+        assert_eq!(incoming("id\"}"), None);
+    }
 }
