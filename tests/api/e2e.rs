@@ -86,7 +86,7 @@ pub async fn wait_completed(api: &str, flow_run_id: &str) -> Value {
 
 /// The run a signup made: from a `created` answer, or, when Prefect was busy and the signup was
 /// `queued`, the run the deliverer made for that email.
-async fn run_id(response: reqwest::Response, api: &str, tag: &str, email: &str) -> String {
+pub async fn run_id(response: reqwest::Response, api: &str, tag: &str, email: &str) -> String {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 202, "{body}");

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{field_errors, hmac256};
-use crate::e2e::{count_runs, prefect_api, wait_completed};
+use crate::e2e::{count_runs, prefect_api, run_id, wait_completed};
 use crate::helpers::*;
 
 /// The served deployment's parameters, taken from an order: contact and line items from their
@@ -103,10 +103,8 @@ async fn a_shopify_order_runs_the_real_deployment_with_its_nested_values() {
         &body,
     )
     .await;
-    assert_eq!(response.status().as_u16(), 202);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["status"], "created", "{answer}");
-    let run = wait_completed(api, answer["flow_run_id"].as_str().unwrap()).await;
+    // Created, or queued when the shared Prefect is busy with other tests: the run either way.
+    let run = wait_completed(api, &run_id(response, api, &tag, &email).await).await;
     assert_eq!(
         run["parameters"],
         json!({
