@@ -49,25 +49,19 @@ impl RequestId {
     fn new() -> Self {
         let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let text = uuid_v7().hyphenated().encode_lower(&mut buffer);
-        let mut id = ArrayString::new();
         // 36 characters always fit in 64.
-        let _ = id.try_push_str(text);
-        Self(id)
+        Self(ArrayString::from(text).unwrap_or_default())
     }
 
     /// Accepts 1 to 64 characters of `[A-Za-z0-9._-]`, so a sender cannot inject into logs.
     fn from_incoming(value: &HeaderValue) -> Option<Self> {
-        let bytes = value.as_bytes();
-        let ok = !bytes.is_empty()
-            && bytes
-                .iter()
+        let text = value.to_str().ok()?;
+        let ok = !text.is_empty()
+            && text
+                .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return None;
-        }
-        // ASCII, so text; longer than 64 is refused here.
-        let text = std::str::from_utf8(bytes).ok()?;
-        ArrayString::from(text).ok().map(Self)
+        // Longer than 64 is refused by the inline string.
+        ok.then(|| ArrayString::from(text).ok().map(Self)).flatten()
     }
 
     pub fn as_str(&self) -> &str {

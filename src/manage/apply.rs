@@ -91,7 +91,8 @@ pub async fn apply(
     } else if desired.schedules.iter().any(|s| s.active) {
         prefect.schedule_runs(&id, deadline).await?;
     }
-    if remove_stale(prefect, &written, deadline).await? > 0 && current.is_some() {
+    // A deployment just made has no runs of an older schedule.
+    if current.is_some() && remove_stale(prefect, &written, deadline).await? > 0 {
         changed.push(SCHEDULED_RUNS);
     }
     Ok(Applied::Written {

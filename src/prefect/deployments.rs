@@ -84,27 +84,12 @@ impl PrefectClient {
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<Value>, PrefectError> {
-        let mut flow_runs = json!({
+        let flow_runs = json!({
             "deployment_id": { "any_": [deployment_id] },
             "state": { "type": { "any_": ["SCHEDULED"] }, "name": { "any_": ["Scheduled"] } },
             "tags": { "all_": ["auto-scheduled"] },
         });
-        if let Some((time, shown)) = before {
-            flow_runs["expected_start_time"] = json!({ "before_": time });
-            flow_runs["id"] = json!({ "not_any_": shown });
-        }
-        let body =
-            json!({ "flow_runs": flow_runs, "sort": "EXPECTED_START_TIME_DESC", "limit": limit });
-        let request = Outgoing::post_json(self.url(&["flow_runs", "filter"])?, &body)?;
-        match self
-            .read_value(Call::FilterFlowRuns, deadline, &request)
-            .await?
-        {
-            Value::Array(runs) => Ok(runs),
-            _ => Err(PrefectError::Unexpected(
-                "the run filter did not answer a list".into(),
-            )),
-        }
+        self.runs_page(flow_runs, before, limit, deadline).await
     }
 
     /// `DELETE /flow_runs/{id}`; a run already gone is done.

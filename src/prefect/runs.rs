@@ -45,11 +45,24 @@ impl PrefectClient {
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<Value>, PrefectError> {
-        let url = self.url(&["flow_runs", "filter"])?;
         let mut flow_runs = json!({ "deployment_id": { "any_": [deployment_id] } });
         if !state_types.is_empty() {
             flow_runs["state"] = json!({ "type": { "any_": state_types } });
         }
+        self.runs_page(flow_runs, before, limit, deadline).await
+    }
+
+    /// `POST /flow_runs/filter` with the `flow_runs` filter given, latest first (by expected
+    /// start time), at most `limit`, and expected to start at or before a time except some runs
+    /// (the cursor: the runs already read at that time).
+    pub(super) async fn runs_page<I: serde::Serialize>(
+        &self,
+        mut flow_runs: Value,
+        before: Option<(&str, &[I])>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<Value>, PrefectError> {
+        let url = self.url(&["flow_runs", "filter"])?;
         if let Some((time, shown)) = before {
             flow_runs["expected_start_time"] = json!({ "before_": time });
             if !shown.is_empty() {
@@ -96,7 +109,7 @@ impl PrefectClient {
         read_json::<Value>(&answer)
     }
 
-    pub(super) async fn read_value(
+    async fn read_value(
         &self,
         call: Call,
         deadline: Deadline,
