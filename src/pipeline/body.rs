@@ -15,8 +15,9 @@ use crate::pipeline::watchdog;
 /// in one turn of the connection. actix polls the handler once before it hands over the bytes
 /// already received and again right after, in the same turn. So the first poll leaves no waker
 /// with the body: the hand-over would wake it and give the connection a second turn for
-/// nothing (another keep-alive timer, another read of the socket: a tenth of the work of a
-/// rejected request). Its waker goes to the [`watchdog`] instead, which wakes it within
+/// nothing (another pass over its timers, reader and writer, and the keep-alive timer armed
+/// again: about a tenth of the instructions of a rejected request). Its waker goes to the
+/// [`watchdog`] instead, which wakes it within
 /// [`watchdog::SWEEP`] should that second poll not come (a pipelined request whose body
 /// stalls). The timer is armed only if the body is still incomplete at the second poll.
 #[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
