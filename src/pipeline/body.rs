@@ -17,9 +17,9 @@ use crate::pipeline::watchdog;
 /// with the body: the hand-over would wake it and give the connection a second turn for
 /// nothing (another pass over its timers, reader and writer, and the keep-alive timer armed
 /// again: about a tenth of the instructions of a rejected request). Its waker goes to the
-/// [`watchdog`] instead, which wakes it within
-/// [`watchdog::SWEEP`] should that second poll not come (a pipelined request whose body
-/// stalls). The timer is armed only if the body is still incomplete at the second poll.
+/// [`watchdog`] instead, which wakes it within [`watchdog::SWEEP`] should that second poll not
+/// come (a pipelined request whose body stalls). The timer is armed only if the body is still
+/// incomplete at the second poll.
 #[tracing::instrument(level = "debug", name = "stage.body", skip_all, fields(limit))]
 pub async fn read_body(
     headers: &HeaderMap,
